@@ -1,0 +1,5 @@
+import sys
+
+from ivcontrast.cli import main
+
+sys.exit(main())

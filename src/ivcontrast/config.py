@@ -1,0 +1,250 @@
+"""One typed settings object for every process of ivcontrast.
+
+Precedence, lowest first: built-in defaults < TOML file < ``IVCONTRAST_*`` environment
+variables < command-line flags. The object is built once in ``main()`` and passed down
+explicitly; nothing reads the environment behind its back.
+
+Environment names are ``IVCONTRAST_<FIELD>`` for top-level fields and
+``IVCONTRAST_<SECTION>_<FIELD>`` for section fields, e.g. ``IVCONTRAST_SCP_PORT=11113``.
+``IVCONTRAST_CONFIG`` names the TOML file. Lists take JSON (``["A","B"]``) or commas (``A,B``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "IVCONTRAST_"
+CONFIG_ENV = "IVCONTRAST_CONFIG"
+
+
+class SettingsError(ValueError):
+    """The configuration cannot be used; the message says which value and why."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class ScpSettings(_Section):
+    """The DICOM listener (C-ECHO, C-STORE SCP)."""
+
+    ae_title: str = Field("IVCONTRAST", min_length=1, max_length=16)
+    bind_address: str = "0.0.0.0"
+    port: int = Field(11112, ge=0, le=65535)
+    max_associations: int = Field(16, ge=1, description="concurrent associations per process")
+    max_pdu: int = Field(262144, ge=0, description="maximum PDU we receive; 0 = unlimited")
+    processes: int = Field(
+        0,
+        ge=0,
+        description="listener processes sharing the port (SO_REUSEPORT); 0 = one per CPU core",
+    )
+    require_called_ae: bool = True
+    allowed_calling_aes: list[str] = Field(
+        default_factory=list, description='"AE" or "AE@host" entries; empty = accept any calling AE'
+    )
+    min_free_mb: int = Field(
+        1024, ge=0, description="below this much free space in the spool, C-STORE answers 0xA700"
+    )
+    acse_timeout: float = Field(30.0, gt=0)
+    dimse_timeout: float = Field(60.0, gt=0)
+    network_timeout: float = Field(60.0, gt=0)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = Field(
+        None, description="CA bundle; when set, peers must present a certificate"
+    )
+
+    @field_validator("ae_title")
+    @classmethod
+    def _ae_title_chars(cls, value: str) -> str:
+        value = value.strip()
+        if not value or "\\" in value or not value.isprintable():
+            raise ValueError("AE title must be 1-16 printable characters without backslash")
+        return value
+
+
+class WorkerSettings(_Section):
+    """Completion sweep, durable job queue and the series pipeline."""
+
+    sweep_seconds: float = Field(1.0, gt=0, description="how often completion is checked")
+    quiet_seconds: float = Field(
+        60.0, ge=0, description="complete after this long without an instance"
+    )
+    settle_seconds: float = Field(
+        5.0, ge=0, description="complete sooner once every delivering association is released"
+    )
+    lease_seconds: float = Field(300.0, gt=0)
+    max_attempts: int = Field(3, ge=1)
+    retry_backoff_seconds: float = Field(10.0, ge=0)
+    poll_seconds: float = Field(0.5, gt=0, description="idle wait between queue polls")
+    min_slices: int = Field(10, ge=1, description="fewer axial slices than this: skipped")
+    classify_derived: bool = Field(
+        False, description="also classify DERIVED/SECONDARY image series"
+    )
+
+
+class ClassifierSettings(_Section):
+    """Model package and inference backend."""
+
+    model: Path | None = Field(
+        None, description="model package directory; None = the bundled default"
+    )
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int = Field(0, ge=0, description="CPU inference threads; 0 = all cores")
+
+
+class WritebackSettings(_Section):
+    """Corrected copies and reports sent back to a PACS or a folder (off by default)."""
+
+    enabled: bool = False
+
+
+class WebSettings(_Section):
+    """Read-only HTTP API and dashboard."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    token: str | None = Field(
+        None, description="when set, every request needs 'Authorization: Bearer <token>'"
+    )
+    show_patient_names: bool = False
+
+
+class Settings(_Section):
+    """Everything a process of ivcontrast needs to know, in one place."""
+
+    data_dir: Path = Path("ivcontrast-data")
+    spool_dir: Path | None = Field(None, description="received files; default <data_dir>/spool")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default SQLite in <data_dir>"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    scp: ScpSettings = Field(default_factory=ScpSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    classifier: ClassifierSettings = Field(default_factory=ClassifierSettings)
+    writeback: WritebackSettings = Field(default_factory=WritebackSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @property
+    def spool_path(self) -> Path:
+        return self.spool_dir if self.spool_dir is not None else self.data_dir / "spool"
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'ivcontrast.db').resolve()}"
+
+
+SECTIONS: dict[str, type[_Section]] = {
+    name: typing.cast(type[_Section], field.annotation)
+    for name, field in Settings.model_fields.items()
+    if isinstance(field.annotation, type) and issubclass(field.annotation, _Section)
+}
+
+
+def load_settings(
+    config_file: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build the settings: defaults < TOML file < environment < ``overrides``.
+
+    ``overrides`` maps dotted keys (``"scp.port"``, ``"data_dir"``) to values, as the CLI
+    flags give them. ``config_file`` defaults to ``$IVCONTRAST_CONFIG`` when that is set.
+    """
+    env = os.environ if env is None else env
+    merged: dict[str, Any] = {}
+    path = config_file if config_file is not None else env.get(CONFIG_ENV)
+    if path:
+        _deep_update(merged, _read_toml(Path(path)))
+    _deep_update(merged, _from_env(env))
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _deep_update(merged, _nest(key.split("."), value))
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise SettingsError(f"{path}: configuration file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+            continue
+        key = name[len(ENV_PREFIX) :].lower()
+        section, field_name, model = _resolve_env_key(key)
+        if field_name is None:
+            raise SettingsError(f"{name}: no such setting")
+        value = _parse_env_value(raw, model.model_fields[field_name].annotation)
+        _deep_update(out, _nest([section, field_name] if section else [field_name], value))
+    return out
+
+
+def _resolve_env_key(key: str) -> tuple[str | None, str | None, type[_Section]]:
+    for section, model in SECTIONS.items():
+        prefix = section + "_"
+        if key.startswith(prefix) and key[len(prefix) :] in model.model_fields:
+            return section, key[len(prefix) :], model
+    if key in Settings.model_fields and key not in SECTIONS:
+        return None, key, Settings
+    return None, None, Settings
+
+
+def _parse_env_value(raw: str, annotation: Any) -> Any:
+    text = raw.strip()
+    if typing.get_origin(annotation) is list:
+        if text.startswith("["):
+            return json.loads(text)
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return text
+
+
+def _nest(parts: list[str], value: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {parts[-1]: value}
+    for part in reversed(parts[:-1]):
+        out = {part: out}
+    return out
+
+
+def _deep_update(target: dict[str, Any], source: Mapping[str, Any]) -> None:
+    for key, value in source.items():
+        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            _deep_update(target[key], value)
+        else:
+            target[key] = dict(value) if isinstance(value, Mapping) else value
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(part) for part in err["loc"])
+        lines.append(f"{where}: {err['msg']} (got {err.get('input')!r})")
+    return "invalid settings: " + "; ".join(lines)

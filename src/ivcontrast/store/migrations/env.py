@@ -1,0 +1,38 @@
+"""Alembic environment: run migrations on the engine the caller passes in.
+
+``ivcontrast db upgrade`` and every process that opens the store call this through
+``ivcontrast.store.db.upgrade``. On PostgreSQL an advisory lock keeps several hosts
+that start at once from migrating together.
+"""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import create_engine, text
+
+from ivcontrast.store.models import Base
+
+MIGRATION_LOCK = 7_307_301  # any constant; shared by every ivcontrast process
+
+config = context.config
+engine = config.attributes.get("engine") or create_engine(config.get_main_option("sqlalchemy.url"))
+
+with engine.connect() as connection:
+    postgres = connection.dialect.name == "postgresql"
+    if postgres:
+        connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK})
+        connection.commit()
+    try:
+        context.configure(
+            connection=connection,
+            target_metadata=Base.metadata,
+            render_as_batch=connection.dialect.name == "sqlite",
+            compare_type=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+        connection.commit()
+    finally:
+        if postgres:
+            connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK})
+            connection.commit()
