@@ -214,6 +214,22 @@ class Job(Base):
     finished_at: Mapped[datetime | None]
 
 
+class Worker(Base):
+    """A worker process's heartbeat, for health checks and for spotting dead workers."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True, comment="host:pid:nonce")
+    host: Mapped[str] = mapped_column(String(64))
+    pid: Mapped[int]
+    kinds: Mapped[str] = mapped_column(String(128), comment="job kinds it takes, comma-separated")
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
+    stopped_at: Mapped[datetime | None]
+    jobs_done: Mapped[int] = mapped_column(default=0)
+    jobs_failed: Mapped[int] = mapped_column(default=0)
+
+
 class Event(Base):
     """Something worth an audit line: a re-sent instance, a re-opened series, a rejection."""
 
@@ -239,5 +255,6 @@ __all__ = [
     "Series",
     "SeriesState",
     "Study",
+    "Worker",
     "utcnow",
 ]

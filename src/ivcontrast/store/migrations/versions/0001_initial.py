@@ -61,6 +61,24 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_events_kind"), ["kind"], unique=False)
 
     op.create_table(
+        "workers",
+        sa.Column("id", sa.String(length=128), nullable=False, comment="host:pid:nonce"),
+        sa.Column("host", sa.String(length=64), nullable=False),
+        sa.Column("pid", sa.Integer(), nullable=False),
+        sa.Column(
+            "kinds",
+            sa.String(length=128),
+            nullable=False,
+            comment="job kinds it takes, comma-separated",
+        ),
+        sa.Column("started_at", ivcontrast.store.models.UTCDateTime(), nullable=False),
+        sa.Column("heartbeat_at", ivcontrast.store.models.UTCDateTime(), nullable=False),
+        sa.Column("stopped_at", ivcontrast.store.models.UTCDateTime(), nullable=True),
+        sa.Column("jobs_done", sa.Integer(), nullable=False),
+        sa.Column("jobs_failed", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_workers")),
+    )
+    op.create_table(
         "studies",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("study_uid", sa.String(length=64), nullable=False),
@@ -216,6 +234,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_studies_accession_number"))
 
     op.drop_table("studies")
+    op.drop_table("workers")
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_events_kind"))
         batch_op.drop_index(batch_op.f("ix_events_at"))

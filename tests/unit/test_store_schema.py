@@ -1,0 +1,34 @@
+"""The Alembic migrations and the SQLAlchemy models describe the same schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect
+
+from ivcontrast.store.db import Database
+from ivcontrast.store.models import Base
+
+
+def test_migrations_match_models(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'schema.db'}")
+    db.upgrade()
+    with db.engine.connect() as conn:
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata
+        )
+    assert diff == [], f"models and migrations differ; write a migration: {diff}"
+
+
+def test_upgrade_is_idempotent_and_enables_wal(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'wal.db'}")
+    db.upgrade()
+    db.upgrade()
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    assert {"series", "instances", "jobs", "associations", "workers"} <= set(
+        inspect(db.engine).get_table_names()
+    )
