@@ -1,0 +1,111 @@
+"""Which complete series are worth classifying, and why the others are skipped.
+
+A pure function of the header fields the listener indexed; no file is opened. The
+classifier sees only CT Image Storage series of original axial images with enough slices
+and one consistent geometry; everything else is skipped with a reason a person can read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from pydicom.uid import UID
+
+CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+ENHANCED_CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2.1"
+LOCALIZER_WORDS = ("scout", "topogram", "localizer", "localiser", "surview", "scanogram", "pilot")
+
+# Axial enough: the slice normal within ~45 degrees of the body axis, so gantry tilt passes
+# and sagittal or coronal reformats do not.
+MIN_AXIAL_COSINE = 0.7
+ORIENTATION_TOLERANCE = 1e-3
+POSITION_TOLERANCE_MM = 0.01
+
+
+@dataclass(frozen=True)
+class InstanceHeader:
+    sop_class_uid: str
+    image_type: str | None
+    rows: int | None
+    columns: int | None
+    number_of_frames: int | None
+    pixel_spacing: str | None
+    image_position: str | None
+    image_orientation: str | None
+
+
+@dataclass(frozen=True)
+class EligibilityRule:
+    min_slices: int
+    classify_derived: bool = False
+
+
+def skip_reason(
+    modality: str | None,
+    series_description: str | None,
+    instances: Sequence[InstanceHeader],
+    rule: EligibilityRule,
+) -> str | None:
+    """None if the series should be classified, else why it is skipped."""
+    if modality != "CT":
+        return f"not CT (modality {modality or 'missing'})"
+    classes = {i.sop_class_uid for i in instances}
+    if classes - {CT_IMAGE_STORAGE}:
+        if classes == {ENHANCED_CT_IMAGE_STORAGE}:
+            return "Enhanced CT (multi-frame) is not supported by this version"
+        names = ", ".join(sorted(UID(c).name for c in classes - {CT_IMAGE_STORAGE}))
+        return f"not CT Image Storage ({names})"
+    image_types = {(i.image_type or "").upper() for i in instances}
+    values = {v for t in image_types for v in t.split("\\")}
+    description = (series_description or "").lower()
+    if "LOCALIZER" in values or any(word in description for word in LOCALIZER_WORDS):
+        return "localizer/scout"
+    if not rule.classify_derived:
+        derived = sorted(
+            t
+            for t in image_types
+            if t.split("\\")[:1] == ["DERIVED"] or "SECONDARY" in t.split("\\")[1:2]
+        )
+        if derived:
+            return f"derived/secondary images (ImageType {derived[0]})"
+    if len(instances) < rule.min_slices:
+        return f"too few slices ({len(instances)} < {rule.min_slices})"
+    return _geometry_problem(instances)
+
+
+def _geometry_problem(instances: Sequence[InstanceHeader]) -> str | None:
+    if any((i.number_of_frames or 1) > 1 for i in instances):
+        return "inconsistent geometry: multi-frame images in a CT Image Storage series"
+    if len({(i.rows, i.columns) for i in instances}) > 1:
+        return "inconsistent geometry: more than one image matrix size"
+    if len({i.pixel_spacing for i in instances}) > 1:
+        return "inconsistent geometry: more than one pixel spacing"
+    try:
+        orientations = np.array([_floats(i.image_orientation, 6) for i in instances])
+        positions = np.array([_floats(i.image_position, 3) for i in instances])
+    except ValueError as exc:
+        return f"inconsistent geometry: {exc}"
+    if np.abs(orientations - orientations[0]).max() > ORIENTATION_TOLERANCE:
+        return "inconsistent geometry: more than one ImageOrientationPatient"
+    normal = np.cross(orientations[0][:3], orientations[0][3:])
+    norm = float(np.linalg.norm(normal))
+    if norm < 0.5:
+        return "inconsistent geometry: ImageOrientationPatient is not two orthogonal unit vectors"
+    normal /= norm
+    if abs(normal[2]) < MIN_AXIAL_COSINE:
+        return "not axial (sagittal or coronal images)"
+    along = np.sort(positions @ normal)
+    if np.any(np.diff(along) < POSITION_TOLERANCE_MM):
+        return "inconsistent geometry: several images at the same slice position"
+    return None
+
+
+def _floats(text: str | None, count: int) -> list[float]:
+    if not text:
+        raise ValueError("missing ImagePositionPatient or ImageOrientationPatient")
+    values = [float(v) for v in text.split("\\")]
+    if len(values) != count:
+        raise ValueError(f"expected {count} values, got {text!r}")
+    return values

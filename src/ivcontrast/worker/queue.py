@@ -1,0 +1,217 @@
+"""A durable job queue in the store: enqueue once, lease, release with an outcome.
+
+A worker claims a pending job and holds a lease until ``lease_expires_at``; it releases the
+job as done (with an outcome) or failed (retried with exponential backoff until
+``max_attempts``). A worker that dies leaves its lease to expire; ``reap_expired`` puts such
+jobs back in the queue. Claiming uses ``FOR UPDATE SKIP LOCKED`` so several workers on
+PostgreSQL never take the same job; on SQLite the write transaction is exclusive anyway.
+
+A job's side effects and its release are committed in one transaction (``finish``), and
+only while the lease is still held, so a job is never recorded twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from ivcontrast.store.db import Database
+from ivcontrast.store.models import Job, JobState, utcnow
+
+log = logging.getLogger(__name__)
+
+
+class LeaseLost(RuntimeError):
+    """The job's lease expired and it was reaped or taken by another worker."""
+
+
+@dataclass(frozen=True)
+class LeasedJob:
+    id: int
+    kind: str
+    series_id: int
+    series_version: int
+    key: str
+    payload: dict[str, Any] | None
+    attempts: int
+    max_attempts: int
+
+
+def enqueue(
+    session: Session,
+    kind: str,
+    series_id: int,
+    series_version: int,
+    *,
+    key: str = "",
+    payload: dict[str, Any] | None = None,
+    max_attempts: int = 3,
+    available_at: datetime | None = None,
+) -> bool:
+    """Add a job in the caller's transaction; False if the same job already exists."""
+    values = {
+        "kind": kind,
+        "series_id": series_id,
+        "series_version": series_version,
+        "key": key,
+        "payload": payload,
+        "state": JobState.PENDING,
+        "attempts": 0,
+        "max_attempts": max_attempts,
+        "available_at": available_at or utcnow(),
+        "created_at": utcnow(),
+    }
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = (
+        insert(Job)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["kind", "series_id", "series_version", "key"])
+    )
+    return bool(session.execute(stmt).rowcount)
+
+
+class JobQueue:
+    """Lease and release jobs on behalf of one worker (``owner``)."""
+
+    def __init__(
+        self, db: Database, owner: str, lease_seconds: float, backoff_seconds: float
+    ) -> None:
+        self.db = db
+        self.owner = owner
+        self.lease = timedelta(seconds=lease_seconds)
+        self.backoff_seconds = backoff_seconds
+
+    def claim(self, kinds: Collection[str], now: datetime | None = None) -> LeasedJob | None:
+        """Lease the oldest available job of one of ``kinds``, or None."""
+        now = now or utcnow()
+        with self.db.write() as session:
+            job = session.scalars(
+                select(Job)
+                .where(Job.state == JobState.PENDING, Job.kind.in_(kinds), Job.available_at <= now)
+                .order_by(Job.available_at, Job.id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            ).first()
+            if job is None:
+                return None
+            job.state = JobState.LEASED
+            job.lease_owner = self.owner
+            job.lease_expires_at = now + self.lease
+            job.attempts += 1
+            job.started_at = now
+            log.debug("leased job %d (%s, attempt %d)", job.id, job.kind, job.attempts)
+            return LeasedJob(
+                id=job.id,
+                kind=job.kind,
+                series_id=job.series_id,
+                series_version=job.series_version,
+                key=job.key,
+                payload=job.payload,
+                attempts=job.attempts,
+                max_attempts=job.max_attempts,
+            )
+
+    def extend(self, job_id: int, now: datetime | None = None) -> None:
+        """Renew the lease of a long job; raises LeaseLost if it is no longer ours."""
+        now = now or utcnow()
+        with self.db.write() as session:
+            self._held(session, job_id).lease_expires_at = now + self.lease
+
+    def finish(
+        self,
+        job_id: int,
+        outcome: str,
+        effects: Callable[[Session], None] | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        """Apply ``effects`` and mark the job done, in one transaction, if the lease is held."""
+        with self.db.write() as session:
+            job = self._held(session, job_id)
+            if effects is not None:
+                effects(session)
+            job.state = JobState.DONE
+            job.outcome = outcome
+            job.error = None
+            job.finished_at = now or utcnow()
+            job.lease_owner = None
+            job.lease_expires_at = None
+
+    def fail(
+        self,
+        job_id: int,
+        error: str,
+        *,
+        retry: bool = True,
+        on_final: Callable[[Session, Job], None] | None = None,
+        now: datetime | None = None,
+    ) -> bool:
+        """Release a failed attempt; retried later unless out of attempts or ``retry`` is False.
+
+        ``on_final`` runs in the same transaction when the job fails for good. Returns True
+        when the job will be retried.
+        """
+        now = now or utcnow()
+        with self.db.write() as session:
+            job = self._held(session, job_id)
+            job.error = error
+            job.lease_owner = None
+            job.lease_expires_at = None
+            if retry and job.attempts < job.max_attempts:
+                job.state = JobState.PENDING
+                job.available_at = now + timedelta(
+                    seconds=self.backoff_seconds * 2 ** (job.attempts - 1)
+                )
+                return True
+            job.state = JobState.FAILED
+            job.outcome = "failed"
+            job.finished_at = now
+            if on_final is not None:
+                on_final(session, job)
+            return False
+
+    def _held(self, session: Session, job_id: int) -> Job:
+        job = session.scalars(select(Job).where(Job.id == job_id).with_for_update()).one()
+        if job.state != JobState.LEASED or job.lease_owner != self.owner:
+            raise LeaseLost(f"job {job_id} is no longer leased by {self.owner}")
+        return job
+
+
+def reap_expired(
+    db: Database,
+    on_final: Callable[[Session, Job], None] | None = None,
+    now: datetime | None = None,
+) -> int:
+    """Put jobs whose lease expired back in the queue, or fail those out of attempts."""
+    now = now or utcnow()
+    with db.write() as session:
+        expired = session.scalars(
+            select(Job)
+            .where(Job.state == JobState.LEASED, Job.lease_expires_at < now)
+            .with_for_update(skip_locked=True)
+        ).all()
+        for job in expired:
+            job.lease_owner = None
+            job.lease_expires_at = None
+            if job.attempts >= job.max_attempts:
+                job.state = JobState.FAILED
+                job.outcome = "failed"
+                job.error = "lease expired on the last attempt (worker died or hung)"
+                job.finished_at = now
+                if on_final is not None:
+                    on_final(session, job)
+            else:
+                job.state = JobState.PENDING
+                job.available_at = now
+                job.error = "lease expired (worker died or hung); retried"
+    if expired:
+        log.warning("reaped %d expired job leases", len(expired))
+    return len(expired)

@@ -1,0 +1,184 @@
+"""The worker process: completion sweep, lease reaping, heartbeat and the job loop.
+
+One loop, no hidden threads: each turn it runs the sweep when it is due, reaps expired
+leases, then claims and runs one job of a kind it has a handler for. Classify jobs wait in
+the queue until a worker with a classifier takes them; a worker without one never claims
+them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+
+from sqlalchemy import update
+
+from ivcontrast.config import Settings
+from ivcontrast.store.db import Database
+from ivcontrast.store.models import Worker as WorkerRow
+from ivcontrast.store.models import utcnow
+from ivcontrast.worker.completion import CompletionRule
+from ivcontrast.worker.eligibility import EligibilityRule
+from ivcontrast.worker.jobs import (
+    CHECK,
+    CheckSeries,
+    JobHandler,
+    PermanentJobError,
+    mark_series_failed,
+)
+from ivcontrast.worker.queue import JobQueue, LeasedJob, LeaseLost, reap_expired
+from ivcontrast.worker.sweep import sweep_once
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 10.0
+REAP_SECONDS = 30.0
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def build_handlers(settings: Settings, db: Database) -> dict[str, JobHandler]:
+    """The handlers every worker has; the classifier and write-back add theirs."""
+    rule = EligibilityRule(settings.worker.min_slices, settings.worker.classify_derived)
+    return {CHECK: CheckSeries(db, rule, settings.worker.max_attempts)}
+
+
+class Worker:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        handlers: Mapping[str, JobHandler],
+        *,
+        sweep: bool = True,
+    ) -> None:
+        self.settings = settings.worker
+        self.db = db
+        self.handlers = dict(handlers)
+        self.sweep = sweep
+        self.id = worker_id()
+        self.queue = JobQueue(
+            db, self.id, self.settings.lease_seconds, self.settings.retry_backoff_seconds
+        )
+        self.rule = CompletionRule(self.settings.quiet_seconds, self.settings.settle_seconds)
+        self._next_sweep = 0.0
+        self._next_reap = 0.0
+        self._next_heartbeat = 0.0
+        self._done = 0
+        self._failed = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Register, and reap the leases that a crashed predecessor left behind."""
+        with self.db.write() as session:
+            session.add(
+                WorkerRow(
+                    id=self.id,
+                    host=socket.gethostname(),
+                    pid=os.getpid(),
+                    kinds=",".join(sorted(self.handlers)),
+                )
+            )
+        reap_expired(self.db, on_final=mark_series_failed)
+        self._next_reap = time.monotonic() + REAP_SECONDS
+        log.info("worker %s started; job kinds: %s", self.id, ", ".join(sorted(self.handlers)))
+
+    def stop(self) -> None:
+        with self.db.write() as session:
+            session.execute(
+                update(WorkerRow)
+                .where(WorkerRow.id == self.id)
+                .values(stopped_at=utcnow(), jobs_done=self._done, jobs_failed=self._failed)
+            )
+        log.info("worker %s stopped (%d jobs done, %d failed)", self.id, self._done, self._failed)
+
+    def run_forever(self, stop: threading.Event) -> None:
+        self.start()
+        try:
+            while not stop.is_set():
+                if not self.turn():
+                    stop.wait(self.settings.poll_seconds)
+        finally:
+            self.stop()
+
+    def run_until_idle(self) -> int:
+        """Sweep once and run every job available now; returns the number of jobs run."""
+        self.start()
+        try:
+            self._next_sweep = 0.0
+            count = 0
+            while self.turn():
+                count += 1
+            return count
+        finally:
+            self.stop()
+
+    # -- one turn ----------------------------------------------------------------------------
+
+    def turn(self) -> bool:
+        """Housekeeping when due, then at most one job. True if a job was run."""
+        now = time.monotonic()
+        if self.sweep and now >= self._next_sweep:
+            sweep_once(self.db, self.rule, self.settings.max_attempts)
+            self._next_sweep = now + self.settings.sweep_seconds
+        if now >= self._next_reap:
+            reap_expired(self.db, on_final=mark_series_failed)
+            self._next_reap = now + REAP_SECONDS
+        if now >= self._next_heartbeat:
+            self._heartbeat()
+            self._next_heartbeat = now + HEARTBEAT_SECONDS
+        job = self.queue.claim(self.handlers.keys())
+        if job is None:
+            return False
+        self.run_job(job)
+        return True
+
+    def run_job(self, job: LeasedJob) -> None:
+        handler = self.handlers[job.kind]
+        try:
+            result = handler(job)
+            self.queue.finish(job.id, result.outcome, result.effects)
+            self._done += 1
+        except LeaseLost:
+            log.warning(
+                "job %d (%s): lease lost before it finished; not recorded", job.id, job.kind
+            )
+        except PermanentJobError as exc:
+            self._fail(job, str(exc), retry=False)
+        except Exception as exc:
+            # Any other error may be transient (a file still being written, a busy database):
+            # retried with backoff, and the traceback is logged for the engineer.
+            log.exception("job %d (%s) failed on attempt %d", job.id, job.kind, job.attempts)
+            self._fail(job, f"{type(exc).__name__}: {exc}", retry=True)
+
+    def _fail(self, job: LeasedJob, error: str, *, retry: bool) -> None:
+        try:
+            retried = self.queue.fail(job.id, error, retry=retry, on_final=mark_series_failed)
+        except LeaseLost:
+            log.warning("job %d (%s): lease lost while failing it", job.id, job.kind)
+            return
+        if not retried:
+            self._failed += 1
+        log.warning(
+            "job %d (%s) %s: %s",
+            job.id,
+            job.kind,
+            "will be retried" if retried else "failed",
+            error,
+        )
+
+    def _heartbeat(self) -> None:
+        with self.db.write() as session:
+            session.execute(
+                update(WorkerRow)
+                .where(WorkerRow.id == self.id)
+                .values(heartbeat_at=utcnow(), jobs_done=self._done, jobs_failed=self._failed)
+            )

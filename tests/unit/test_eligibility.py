@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from ivcontrast.worker.eligibility import (
+    CT_IMAGE_STORAGE,
+    ENHANCED_CT_IMAGE_STORAGE,
+    EligibilityRule,
+    InstanceHeader,
+    skip_reason,
+)
+
+RULE = EligibilityRule(min_slices=10)
+AXIAL = "1\\0\\0\\0\\1\\0"
+
+
+def axial_series(n: int = 20, **overrides: object) -> list[InstanceHeader]:
+    base = InstanceHeader(
+        sop_class_uid=CT_IMAGE_STORAGE,
+        image_type="ORIGINAL\\PRIMARY\\AXIAL",
+        rows=512,
+        columns=512,
+        number_of_frames=None,
+        pixel_spacing="0.7\\0.7",
+        image_position=None,
+        image_orientation=AXIAL,
+    )
+    return [
+        dataclasses.replace(base, image_position=f"-180\\-180\\{-2.5 * k}", **overrides)  # type: ignore[arg-type]
+        for k in range(n)
+    ]
+
+
+def test_axial_ct_is_eligible() -> None:
+    assert skip_reason("CT", "Neck w/ contrast", axial_series(), RULE) is None
+
+
+def test_gantry_tilt_is_still_axial() -> None:
+    tilted = "1\\0\\0\\0\\0.9063\\-0.4226"  # 25 degrees
+    assert skip_reason("CT", None, axial_series(image_orientation=tilted), RULE) is None
+
+
+@pytest.mark.parametrize(
+    ("modality", "description", "series", "expected"),
+    [
+        ("MR", None, axial_series(), "not CT (modality MR)"),
+        (None, None, axial_series(), "not CT (modality missing)"),
+        (
+            "CT",
+            None,
+            axial_series(sop_class_uid="1.2.840.10008.5.1.4.1.1.7"),
+            "not CT Image Storage (Secondary Capture Image Storage)",
+        ),
+        (
+            "CT",
+            None,
+            axial_series(sop_class_uid=ENHANCED_CT_IMAGE_STORAGE),
+            "Enhanced CT (multi-frame) is not supported by this version",
+        ),
+        ("CT", None, axial_series(3, image_type="ORIGINAL\\PRIMARY\\LOCALIZER"), "localizer/scout"),
+        ("CT", "Topogram 0.6 T20f", axial_series(), "localizer/scout"),
+        (
+            "CT",
+            "MPR",
+            axial_series(image_type="DERIVED\\SECONDARY\\MPR"),
+            "derived/secondary images (ImageType DERIVED\\SECONDARY\\MPR)",
+        ),
+        ("CT", None, axial_series(5), "too few slices (5 < 10)"),
+        (
+            "CT",
+            None,
+            axial_series(image_orientation="0\\1\\0\\0\\0\\-1"),
+            "not axial (sagittal or coronal images)",
+        ),
+        (
+            "CT",
+            None,
+            axial_series(image_orientation=None),
+            "inconsistent geometry: missing ImagePositionPatient or ImageOrientationPatient",
+        ),
+    ],
+)
+def test_skip_reasons(
+    modality: str | None, description: str | None, series: list[InstanceHeader], expected: str
+) -> None:
+    assert skip_reason(modality, description, series, RULE) == expected
+
+
+def test_mixed_matrix_and_duplicate_positions_are_inconsistent() -> None:
+    series = axial_series()
+    series[3] = dataclasses.replace(series[3], rows=256, columns=256)
+    assert (
+        skip_reason("CT", None, series, RULE)
+        == "inconsistent geometry: more than one image matrix size"
+    )
+    series = axial_series()
+    series[4] = dataclasses.replace(series[4], image_position=series[5].image_position)
+    assert (
+        skip_reason("CT", None, series, RULE)
+        == "inconsistent geometry: several images at the same slice position"
+    )
+    series = axial_series()
+    series[0] = dataclasses.replace(series[0], image_orientation="1\\0\\0\\0\\0.8\\0.6")
+    assert (
+        skip_reason("CT", None, series, RULE)
+        == "inconsistent geometry: more than one ImageOrientationPatient"
+    )
+
+
+def test_derived_series_classified_when_configured() -> None:
+    series = axial_series(image_type="DERIVED\\PRIMARY\\AXIAL")
+    assert skip_reason("CT", None, series, EligibilityRule(10, classify_derived=True)) is None
+    assert skip_reason("CT", None, series, RULE) is not None
