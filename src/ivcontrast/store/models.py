@@ -214,6 +214,46 @@ class Job(Base):
     finished_at: Mapped[datetime | None]
 
 
+class TagStatus(enum.StrEnum):
+    """How the original ContrastBolusAgent (0018,0010) compares with the model's call."""
+
+    MISSING = "missing"  # tag absent or empty
+    AGREES = "agrees"
+    DISAGREES = "disagrees"
+
+
+class Result(Base):
+    """A contrast call for one version of a series: one row per (series, version)."""
+
+    __tablename__ = "results"
+    __table_args__ = (UniqueConstraint("series_id", "series_version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id"), index=True)
+    series_version: Mapped[int]
+    model_name: Mapped[str] = mapped_column(String(64))
+    model_version: Mapped[str] = mapped_column(String(32))
+    model_sha256: Mapped[str | None] = mapped_column(String(64))
+    probability: Mapped[float] = mapped_column(Float)
+    label: Mapped[str] = mapped_column(String(16), index=True, comment="contrast or no_contrast")
+    threshold: Mapped[float] = mapped_column(Float)
+    aggregation: Mapped[str] = mapped_column(String(32))
+    slices_used: Mapped[int]
+    slice_probabilities: Mapped[list[Any] | None] = mapped_column(
+        JSON, comment="[[z_mm, probability], ...] along the slice normal"
+    )
+    original_contrast_agent: Mapped[str | None] = mapped_column(String(64))
+    tag_status: Mapped[str] = mapped_column(String(16), index=True)
+    device: Mapped[str | None] = mapped_column(String(32))
+    load_seconds: Mapped[float | None] = mapped_column(Float)
+    preprocess_seconds: Mapped[float | None] = mapped_column(Float)
+    inference_seconds: Mapped[float | None] = mapped_column(Float)
+    total_seconds: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+    series: Mapped[Series] = relationship()
+
+
 class Worker(Base):
     """A worker process's heartbeat, for health checks and for spotting dead workers."""
 
@@ -254,7 +294,9 @@ __all__ = [
     "JobState",
     "Series",
     "SeriesState",
+    "Result",
     "Study",
+    "TagStatus",
     "Worker",
     "utcnow",
 ]
