@@ -14,6 +14,12 @@ from ivcontrast.worker.queue import JobQueue, LeaseLost, enqueue, reap_expired
 
 
 @pytest.fixture
+def db(any_db: Database) -> Database:
+    """Every test here runs on SQLite and on PostgreSQL."""
+    return any_db
+
+
+@pytest.fixture
 def series_id(db: Database) -> int:
     with db.write() as session:
         study = Study(study_uid="1.2.3")

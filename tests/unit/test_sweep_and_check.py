@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import pytest
 from sqlalchemy import select
 
 from ivcontrast.config import load_settings
@@ -23,6 +24,12 @@ from ivcontrast.worker.service import Worker, build_handlers
 from ivcontrast.worker.sweep import sweep_once
 
 RULE = CompletionRule(quiet_seconds=60, settle_seconds=5)
+
+
+@pytest.fixture
+def db(any_db: Database) -> Database:
+    """Every test here runs on SQLite and on PostgreSQL."""
+    return any_db
 
 
 def add_series(

@@ -75,8 +75,10 @@ def enqueue(
         insert(Job)
         .values(**values)
         .on_conflict_do_nothing(index_elements=["kind", "series_id", "series_version", "key"])
+        .returning(Job.id)
     )
-    return bool(session.execute(stmt).rowcount)
+    # rowcount is unreliable for ON CONFLICT DO NOTHING across drivers; RETURNING is not.
+    return session.execute(stmt).first() is not None
 
 
 class JobQueue:
