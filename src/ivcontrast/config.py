@@ -17,9 +17,16 @@ import tomllib
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 ENV_PREFIX = "IVCONTRAST_"
 CONFIG_ENV = "IVCONTRAST_CONFIG"
@@ -101,10 +108,162 @@ class ClassifierSettings(_Section):
     threads: int = Field(0, ge=0, description="CPU inference threads; 0 = all cores")
 
 
+DESTINATION_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+# Read as "no contrast" by the study's rule (classifier.tags); "" removes the attribute.
+NO_CONTRAST_AGENT_VALUES = {"", "N", "NO", "NONE"}
+# Enumerated values of Contrast/Bolus Ingredient (0018,1048); "" leaves the original alone.
+CONTRAST_INGREDIENTS = {"", "IODINE", "GADOLINIUM", "CARBON DIOXIDE", "BARIUM"}
+
+
+def _check_ae_title(value: str) -> str:
+    value = value.strip()
+    if not value or len(value) > 16 or "\\" in value or not value.isprintable():
+        raise ValueError("AE title must be 1-16 printable characters without backslash")
+    return value
+
+
+class FolderDestination(_Section):
+    """Write corrected copies and reports under ``<path>/<StudyUID>/<SeriesUID>/``."""
+
+    kind: Literal["folder"]
+    name: str = Field(pattern=DESTINATION_NAME)
+    path: Path
+
+
+class DicomDestination(_Section):
+    """C-STORE corrected copies and reports to a DICOM node (a PACS)."""
+
+    kind: Literal["dicom"]
+    name: str = Field(pattern=DESTINATION_NAME)
+    ae_title: str = Field(description="the destination's (called) AE title")
+    host: str = Field(min_length=1)
+    port: int = Field(ge=1, le=65535)
+    calling_ae: str | None = Field(None, description="our AE title; default scp.ae_title")
+    timeout_seconds: float = Field(30.0, gt=0, description="ACSE, DIMSE and network timeouts")
+    max_pdu: int = Field(262144, ge=0, description="maximum PDU we receive; 0 = unlimited")
+    tls: bool = False
+    tls_ca: Path | None = Field(
+        None, description="CA bundle that signs the peer's certificate; default system CAs"
+    )
+    tls_cert: Path | None = Field(None, description="our client certificate, if the peer asks")
+    tls_key: Path | None = None
+
+    @field_validator("ae_title", "calling_ae")
+    @classmethod
+    def _ae_title_chars(cls, value: str | None) -> str | None:
+        return None if value is None else _check_ae_title(value)
+
+    @model_validator(mode="after")
+    def _tls_pairs(self) -> DicomDestination:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        if not self.tls and (self.tls_ca or self.tls_cert):
+            raise ValueError("tls_ca/tls_cert/tls_key given but tls = false")
+        return self
+
+
+Destination = Annotated[FolderDestination | DicomDestination, Field(discriminator="kind")]
+
+
 class WritebackSettings(_Section):
-    """Corrected copies and reports sent back to a PACS or a folder (off by default)."""
+    """Corrected copies and reports sent back to a PACS or a folder (off by default).
+
+    Nothing is queued or sent while ``enabled`` is false. ``trigger`` picks the results that
+    are written back: ``all``; ``disagreements`` (the original ContrastBolusAgent is missing
+    or says the opposite); ``confident`` (the model's confidence in its own label, i.e. the
+    probability of the label it gave, is at least ``min_confidence``); or
+    ``confident_disagreements`` (both).
+    """
 
     enabled: bool = False
+    trigger: Literal["all", "disagreements", "confident", "confident_disagreements"] = (
+        "disagreements"
+    )
+    min_confidence: float = Field(0.9, ge=0.5, le=1.0)
+    copies: bool = Field(True, description="send corrected copies of the series")
+    report: bool = Field(True, description="send a DICOM SR of the finding")
+    contrast_agent: str = Field(
+        "IV CONTRAST", max_length=64, description="ContrastBolusAgent written for contrast"
+    )
+    no_contrast_agent: str = Field(
+        "NONE", description="ContrastBolusAgent for no contrast: NONE, N, NO, or '' to remove"
+    )
+    contrast_route: str = Field(
+        "IV", max_length=64, description="ContrastBolusRoute for contrast; '' leaves it alone"
+    )
+    contrast_ingredient: str = Field(
+        "", description="ContrastBolusIngredient for contrast (e.g. IODINE); '' leaves it alone"
+    )
+    uid_policy: Literal["new", "keep"] = Field(
+        "new",
+        description="new Series/SOP Instance UIDs (a PACS may discard a re-sent UID) or keep",
+    )
+    uid_prefix: str = Field(
+        "1.2.826.0.1.3680043.8.498.", description="root of the new UIDs; your organisation's"
+    )
+    description_suffix: str = Field(
+        " (contrast corrected)", max_length=32, description="appended to SeriesDescription"
+    )
+    max_attempts: int = Field(5, ge=1)
+    backoff_seconds: float = Field(
+        30.0, ge=0, description="first retry delay; doubled on each further attempt"
+    )
+    destinations: list[Destination] = Field(default_factory=list)
+
+    @field_validator("contrast_agent")
+    @classmethod
+    def _agent_reads_as_contrast(cls, value: str) -> str:
+        value = value.strip()
+        if not value or value.upper() in NO_CONTRAST_AGENT_VALUES or "\\" in value:
+            raise ValueError("must be a non-empty value that does not read as 'no contrast'")
+        return value
+
+    @field_validator("no_contrast_agent")
+    @classmethod
+    def _agent_reads_as_none(cls, value: str) -> str:
+        value = value.strip().upper()
+        if value not in NO_CONTRAST_AGENT_VALUES:
+            raise ValueError("must be NONE, N, NO or '' (read as 'no contrast')")
+        return value
+
+    @field_validator("contrast_ingredient")
+    @classmethod
+    def _ingredient(cls, value: str) -> str:
+        value = value.strip().upper()
+        if value not in CONTRAST_INGREDIENTS:
+            raise ValueError(f"must be one of {sorted(CONTRAST_INGREDIENTS)}")
+        return value
+
+    @field_validator("contrast_route")
+    @classmethod
+    def _route(cls, value: str) -> str:
+        value = value.strip()
+        if "\\" in value:
+            raise ValueError("must not contain a backslash")
+        return value
+
+    @field_validator("uid_prefix")
+    @classmethod
+    def _uid_prefix(cls, value: str) -> str:
+        parts = value.split(".")
+        if (
+            len(value) > 40
+            or parts[-1] != ""
+            or not all(p.isdigit() and (p == "0" or not p.startswith("0")) for p in parts[:-1])
+        ):
+            raise ValueError("must be a UID root of at most 40 characters ending in '.'")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> WritebackSettings:
+        names = [d.name for d in self.destinations]
+        if len(set(names)) != len(names):
+            raise ValueError(f"destination names must be unique (got {names})")
+        if self.enabled and not self.destinations:
+            raise ValueError("enabled without any [[writeback.destinations]]")
+        if not (self.copies or self.report):
+            raise ValueError("copies and report are both off: nothing to write back")
+        return self
 
 
 class WebSettings(_Section):
@@ -114,9 +273,18 @@ class WebSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     token: str | None = Field(
-        None, description="when set, every request needs 'Authorization: Bearer <token>'"
+        None,
+        description="when set, every request needs 'Authorization: Bearer <token>' "
+        "(browsers sign in once at /login and get a cookie)",
+    )
+    public_health: bool = Field(
+        True, description="/health answers without the token (for load balancers and probes)"
     )
     show_patient_names: bool = False
+    worker_stale_seconds: float = Field(
+        60.0, gt=0, description="/health fails when no worker heartbeat is newer than this"
+    )
+    thumbnails: int = Field(8, ge=1, le=32, description="slices shown on a series page")
 
 
 class Settings(_Section):

@@ -284,6 +284,52 @@ class Event(Base):
     detail: Mapped[str | None] = mapped_column(Text)
 
 
+# -- write-back (issue 6) ---------------------------------------------------------------------
+
+
+class Writeback(Base):
+    """What one write-back job sends where, and how its last attempt went.
+
+    One row per ``writeback`` job (one destination, one result version); the job row holds
+    the queue state (pending, leased, done, failed) and the attempt count.
+    """
+
+    __tablename__ = "writebacks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), unique=True)
+    result_id: Mapped[int] = mapped_column(ForeignKey("results.id"), index=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id"), index=True)
+    series_version: Mapped[int]
+    destination: Mapped[str] = mapped_column(String(64), index=True)
+    destination_kind: Mapped[str] = mapped_column(String(16), comment="folder or dicom")
+    label: Mapped[str] = mapped_column(
+        String(16), comment="the label written: contrast or no_contrast"
+    )
+    uid_policy: Mapped[str] = mapped_column(String(8), comment="new or keep")
+    copies_series_uid: Mapped[str | None] = mapped_column(
+        UID, comment="SeriesInstanceUID of the corrected copies; None when copies are off"
+    )
+    report_series_uid: Mapped[str | None] = mapped_column(UID)
+    report_sop_uid: Mapped[str | None] = mapped_column(UID)
+    instances_total: Mapped[int] = mapped_column(default=0)
+    instances_sent: Mapped[int] = mapped_column(default=0)
+    report_sent: Mapped[bool] = mapped_column(default=False)
+    outcome: Mapped[str | None] = mapped_column(
+        String(16), comment="of the last attempt: sent, failed or superseded"
+    )
+    last_status: Mapped[str | None] = mapped_column(
+        String(8), comment="last DICOM status of a failed C-STORE, e.g. 0xA700"
+    )
+    failures: Mapped[list[Any] | None] = mapped_column(
+        JSON, comment="[[SOPInstanceUID, status or reason], ...] of the last attempt"
+    )
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    attempted_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+
+
 __all__ = [
     "Association",
     "AssociationState",
@@ -298,5 +344,6 @@ __all__ = [
     "Study",
     "TagStatus",
     "Worker",
+    "Writeback",
     "utcnow",
 ]
