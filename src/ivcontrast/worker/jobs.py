@@ -51,6 +51,8 @@ def current_series(session: Session, job: LeasedJob) -> Series | None:
 
 def mark_series_failed(session: Session, job: Job) -> None:
     """``on_final`` for series jobs: the series shows the error of its last job."""
+    if job.kind not in (CHECK, CLASSIFY):
+        return  # e.g. a failed write-back: the series itself was checked and classified
     series = session.get(Series, job.series_id)
     if series is not None and series.version == job.series_version:
         series.state = SeriesState.FAILED

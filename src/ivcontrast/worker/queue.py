@@ -169,9 +169,9 @@ class JobQueue:
             job.lease_expires_at = None
             if retry and job.attempts < job.max_attempts:
                 job.state = JobState.PENDING
-                job.available_at = now + timedelta(
-                    seconds=self.backoff_seconds * 2 ** (job.attempts - 1)
-                )
+                # A job may carry its own first delay (write-back keeps a PACS's own pace).
+                base = (job.payload or {}).get("backoff_seconds", self.backoff_seconds)
+                job.available_at = now + timedelta(seconds=base * 2 ** (job.attempts - 1))
                 return True
             job.state = JobState.FAILED
             job.outcome = "failed"

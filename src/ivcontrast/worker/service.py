@@ -47,7 +47,13 @@ def worker_id() -> str:
 def build_handlers(settings: Settings, db: Database) -> dict[str, JobHandler]:
     """The handlers every worker has; the classifier and write-back add theirs."""
     rule = EligibilityRule(settings.worker.min_slices, settings.worker.classify_derived)
-    return {CHECK: CheckSeries(db, rule, settings.worker.max_attempts)}
+    handlers: dict[str, JobHandler] = {CHECK: CheckSeries(db, rule, settings.worker.max_attempts)}
+    if settings.writeback.enabled:
+        from ivcontrast.writeback import WRITEBACK
+        from ivcontrast.writeback.handler import WritebackHandler
+
+        handlers[WRITEBACK] = WritebackHandler(settings, db)
+    return handlers
 
 
 class Worker:
