@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +32,93 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class Certificates:
+    """A throw-away CA with a server and a client certificate for 127.0.0.1."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+
+def make_certificates(folder: Path) -> Certificates | None:
+    """Made with the openssl command; None where it is not installed."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], cwd=folder, check=True, capture_output=True)
+
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=ivcontrast test CA",
+    )
+    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    for who in ("server", "client"):
+        run(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            f"{who}.key",
+            "-out",
+            f"{who}.csr",
+            "-subj",
+            f"/CN={who}",
+        )
+        run(
+            "x509",
+            "-req",
+            "-in",
+            f"{who}.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            f"{who}.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        )
+    return Certificates(
+        folder / "ca.crt",
+        folder / "server.crt",
+        folder / "server.key",
+        folder / "client.crt",
+        folder / "client.key",
+    )
+
+
 class Orthanc:
     """One Orthanc process; ``stop()`` and ``start()`` again keep its storage and ports."""
 
-    def __init__(self, root: Path, *, aet: str = "ORTHANC", modality_ae: str = "IVCONTRAST"):
+    def __init__(
+        self,
+        root: Path,
+        *,
+        aet: str = "ORTHANC",
+        modality_ae: str = "IVCONTRAST",
+        tls: Certificates | None = None,
+    ):
         binary = find_orthanc()
         if binary is None:
             raise RuntimeError("Orthanc is not installed (Debian package 'orthanc')")
@@ -70,6 +154,17 @@ class Orthanc:
             "StableAge": 1,
             "HttpsVerifyPeers": False,
         }
+        if tls is not None:
+            # DICOM TLS (Orthanc >= 1.9): clients must present a certificate our CA signed.
+            config.update(
+                {
+                    "DicomTlsEnabled": True,
+                    "DicomTlsCertificate": str(tls.server_cert),
+                    "DicomTlsPrivateKey": str(tls.server_key),
+                    "DicomTlsTrustedCertificates": str(tls.ca),
+                    "DicomTlsRemoteCertificateRequired": True,
+                }
+            )
         self.config_path.write_text(json.dumps(config, indent=2))
 
     @property

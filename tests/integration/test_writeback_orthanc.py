@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from orthanc import Orthanc, find_orthanc
+from orthanc import Orthanc, find_orthanc, make_certificates
 from pydicom import dcmread
 from sqlalchemy import select, update
 from writeback_data import SpooledSeries, make_result, spool_series
@@ -324,3 +324,35 @@ def test_folder_destination(store: Database, tmp_path: Path) -> None:
     assert spooled.digests() == before
     if DCIODVFY:
         assert dciodvfy_errors(copies[0]) == [] and dciodvfy_errors(reports[0]) == []
+
+
+# -- DICOM TLS --------------------------------------------------------------------------------
+
+
+def test_tls_destination(store: Database, tmp_path: Path) -> None:
+    pki = make_certificates(tmp_path / "pki")
+    if pki is None:
+        pytest.skip("openssl is not installed")
+    server = Orthanc(tmp_path / "orthanc", tls=pki)
+    server.start()
+    try:
+        tls = {"tls": True, "tls_ca": str(pki.ca)}
+        client = {"tls_cert": str(pki.client_cert), "tls_key": str(pki.client_key)}
+        settings = node(
+            tmp_path,
+            [
+                pacs(server, **tls, **client),
+                pacs(server, name="plain"),  # a TLS port does not talk plain DICOM
+                pacs(server, name="nocert", **tls),  # Orthanc requires a client certificate
+            ],
+            report=False,
+        )
+        spooled = spool_series(store, settings.spool_path, 2)
+        assert record_result(store, settings, spooled) == 3
+        run_worker(settings, store)
+        outcome = {row.destination: row for row in writebacks(store)}
+        assert outcome["pacs"].outcome == "sent", outcome["pacs"].error
+        assert server.series_by_uid(outcome["pacs"].copies_series_uid) is not None
+        assert outcome["plain"].outcome == "failed" and outcome["nocert"].outcome == "failed"
+    finally:
+        server.stop(kill=True)
