@@ -1,0 +1,75 @@
+"""The FastAPI application: JSON API, dashboard, thumbnails, ``/health`` and ``/metrics``.
+
+Read-only over the store. The schema is at ``/openapi.json``; the interactive docs pages
+are off because they load their scripts from a CDN, and this app fetches nothing from the
+internet.
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.staticfiles import StaticFiles
+
+from ivcontrast import __version__
+from ivcontrast.config import Settings
+from ivcontrast.store.db import Database
+from ivcontrast.web import api, pages
+from ivcontrast.web.auth import TokenAuth
+from ivcontrast.web.context import WebContext
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """Read-only view of an ivcontrast node: received series and their state,
+contrast calls with per-slice evidence, associations, jobs and their failures, events.
+Patient names and IDs are returned only when `web.show_patient_names` is set.
+When `web.token` is set, send `Authorization: Bearer <token>` (``/health`` may be public)."""
+
+
+def static_dir() -> Path:
+    return Path(str(resources.files("ivcontrast.web") / "static"))
+
+
+def create_app(settings: Settings, db: Database) -> FastAPI:
+    """The app over ``db``; the caller owns ``db`` (and disposes of it)."""
+    ctx = WebContext(settings, db)
+    app = FastAPI(
+        title="ivcontrast",
+        version=__version__,
+        description=DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.include_router(api.build_router(ctx))
+    app.include_router(pages.build_router(ctx))
+    app.mount("/static", StaticFiles(directory=static_dir()), name="static")
+    token = settings.web.token
+    if token is not None:
+        app.add_middleware(TokenAuth, token=token, public_health=settings.web.public_health)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            if token is not None:
+                schema.setdefault("components", {})["securitySchemes"] = {
+                    "bearer": {"type": "http", "scheme": "bearer"}
+                }
+                schema["security"] = [{"bearer": []}]
+                if settings.web.public_health:
+                    schema["paths"]["/health"]["get"]["security"] = []
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    app.state.context = ctx
+    return app

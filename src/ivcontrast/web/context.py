@@ -1,0 +1,125 @@
+"""What the API and the pages share: settings, the store, and the series detail they show."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from fastapi import HTTPException
+from sqlalchemy.orm import Session
+
+from ivcontrast.config import Settings
+from ivcontrast.store.db import Database
+from ivcontrast.store.models import Series
+from ivcontrast.web import queries
+from ivcontrast.web import schemas as s
+from ivcontrast.web.thumbnails import (
+    Geometry,
+    Slice,
+    ThumbnailError,
+    render_png,
+    representative,
+    resolve,
+    sorted_slices,
+)
+
+THUMBNAIL_CACHE = 256  # PNGs kept in memory (~20 kB each at the default size)
+
+
+def thumbnail_url(series_uid: str, index: int) -> str:
+    return f"/series/{series_uid}/thumbnails/{index}.png"
+
+
+@dataclass
+class SeriesView:
+    """A series page's data: the API's detail plus the slice geometry."""
+
+    detail: s.SeriesDetail
+    normal: tuple[float, float, float] | None
+
+
+@dataclass
+class WebContext:
+    settings: Settings
+    db: Database
+    _render: Callable[[str, str, int], bytes] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Keyed by path and content hash: a re-sent instance with new bytes renders afresh.
+        @functools.lru_cache(maxsize=THUMBNAIL_CACHE)
+        def render(path: str, sha256: str, size: int) -> bytes:
+            return render_png(Path(path), size)
+
+        self._render = render
+
+    @property
+    def show_patient(self) -> bool:
+        return self.settings.web.show_patient_names
+
+    def _geometry(self, session: Session, series: Series) -> tuple[Geometry, list[Slice]]:
+        geometry = sorted_slices(queries.series_instances(session, series.id))
+        return geometry, representative(geometry.slices, self.settings.web.thumbnails)
+
+    def series_view(self, series_uid: str) -> SeriesView | None:
+        with self.db.session() as session:
+            row = queries.series_by_uid(session, series_uid)
+            if row is None:
+                return None
+            series = row.series
+            geometry, chosen = self._geometry(session, series)
+            summary = s.series_summary(series, row.study, row.result, self.show_patient)
+            detail = s.SeriesDetail(
+                **summary.model_dump(),
+                instance_stats=s.instances_out(queries.instance_stats(session, series.id)),
+                associations=[
+                    s.series_association_out(a)
+                    for a in queries.series_associations(session, series.id)
+                ],
+                jobs=[
+                    s.job_out(j, series.series_uid) for j in queries.series_jobs(session, series.id)
+                ],
+                results=[
+                    s.result_detail(r, series) for r in queries.series_results(session, series.id)
+                ],
+                thumbnails=[
+                    s.ThumbnailOut(
+                        index=k,
+                        sop_instance_uid=sl.sop_instance_uid,
+                        instance_number=sl.instance_number,
+                        z_mm=sl.z_mm,
+                        url=thumbnail_url(series.series_uid, k),
+                    )
+                    for k, sl in enumerate(chosen)
+                ],
+            )
+        return SeriesView(detail, geometry.normal)
+
+    def thumbnail(self, series_uid: str, index: int, size: int) -> tuple[bytes, str]:
+        """PNG bytes and an ETag for thumbnail ``index`` of a series; HTTPException if none."""
+        with self.db.session() as session:
+            row = queries.series_by_uid(session, series_uid)
+            if row is None:
+                raise HTTPException(404, f"series {series_uid} not found")
+            _, chosen = self._geometry(session, row.series)
+        if not 0 <= index < len(chosen):
+            raise HTTPException(404, f"series {series_uid} has no thumbnail {index}")
+        chosen_slice = chosen[index]
+        try:
+            path = resolve(self.settings.spool_path, chosen_slice.path)
+            png = self._render(str(path), chosen_slice.sha256, size)
+        except ThumbnailError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return png, f'"{chosen_slice.sha256[:32]}-{size}"'
+
+
+def utc(value: datetime | None, name: str) -> datetime | None:
+    """A query time as aware UTC; naive times are taken as UTC."""
+    if value is None:
+        return None
+    try:
+        return value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    except (OverflowError, ValueError):
+        raise HTTPException(422, f"{name}: time out of range") from None

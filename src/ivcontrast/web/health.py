@@ -1,0 +1,153 @@
+"""``/health``: can this node receive, queue and classify right now?
+
+Four checks, each ``ok``, ``warn`` or ``fail``; any ``fail`` makes the answer 503.
+
+- database: a query answers.
+- spool: free space at least ``scp.min_free_mb`` (below it the listener refuses C-STORE).
+- workers: some worker's heartbeat in the workers table is newer than
+  ``web.worker_stale_seconds`` (read from the store, so it covers workers on other hosts).
+- model: the model package's card is readable (fail if not); a live worker that takes
+  classify jobs has it loaded (warn if none does).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from ivcontrast import __version__
+from ivcontrast.config import Settings
+from ivcontrast.store.db import Database
+from ivcontrast.store.models import Series, Worker, utcnow
+from ivcontrast.web.schemas import Check, HealthOut
+
+log = logging.getLogger(__name__)
+
+CLASSIFY_KIND = "classify"
+CARD = "card.json"
+
+
+def model_dir(settings: Settings) -> Path:
+    """The configured model package, or the bundled default."""
+    if settings.classifier.model is not None:
+        return settings.classifier.model
+    return Path(str(resources.files("ivcontrast") / "models" / "default"))
+
+
+def check_database(db: Database) -> Check:
+    try:
+        with db.session() as session:
+            count = session.scalar(select(func.count(Series.id))) or 0
+    except SQLAlchemyError as exc:
+        log.warning("health: database check failed: %s", exc)
+        return Check(status="fail", detail=f"database unreachable: {type(exc).__name__}")
+    return Check(status="ok", detail=f"reachable ({count} series)", data={"series": count})
+
+
+def existing_parent(path: Path) -> Path:
+    """``path`` or its nearest existing ancestor (the spool appears with the first instance)."""
+    probe = path.resolve()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return probe
+
+
+def check_spool(settings: Settings) -> Check:
+    spool = settings.spool_path
+    try:
+        usage = shutil.disk_usage(existing_parent(spool))
+    except OSError as exc:
+        return Check(status="fail", detail=f"{spool}: cannot read free space: {exc.strerror}")
+    free_mb = usage.free // (1024 * 1024)
+    minimum = settings.scp.min_free_mb
+    data = {
+        "path": str(spool),
+        "exists": spool.exists(),
+        "free_mb": free_mb,
+        "total_mb": usage.total // (1024 * 1024),
+        "min_free_mb": minimum,
+    }
+    if free_mb < minimum:
+        detail = f"{free_mb} MB free < {minimum} MB: the listener refuses new instances"
+        return Check(status="fail", detail=detail, data=data)
+    return Check(status="ok", detail=f"{free_mb} MB free (minimum {minimum} MB)", data=data)
+
+
+def live_workers(db: Database, stale_seconds: float, now: datetime) -> list[dict[str, Any]]:
+    with db.session() as session:
+        rows = session.scalars(select(Worker).where(Worker.stopped_at.is_(None))).all()
+    out = []
+    for w in rows:
+        age = (now - w.heartbeat_at).total_seconds()
+        if age <= stale_seconds:
+            kinds = [k for k in w.kinds.split(",") if k]
+            out.append({"id": w.id, "age_seconds": round(max(age, 0.0), 1), "kinds": kinds})
+    return sorted(out, key=lambda w: w["age_seconds"])
+
+
+def check_workers(workers: list[dict[str, Any]], stale_seconds: float) -> Check:
+    if not workers:
+        return Check(
+            status="fail",
+            detail=f"no worker heartbeat in the last {stale_seconds:g} s: nothing is processed",
+            data={"live": 0},
+        )
+    newest = workers[0]["age_seconds"]
+    return Check(
+        status="ok",
+        detail=f"{len(workers)} live worker(s); newest heartbeat {newest:g} s ago",
+        data={"live": len(workers), "workers": workers},
+    )
+
+
+def check_model(settings: Settings, workers: list[dict[str, Any]] | None) -> Check:
+    path = model_dir(settings)
+    card_path = path / CARD
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return Check(status="fail", detail=f"{card_path}: model package not found")
+    except (OSError, ValueError) as exc:
+        return Check(status="fail", detail=f"{card_path}: unreadable model card: {exc}")
+    if not isinstance(card, dict):
+        return Check(status="fail", detail=f"{card_path}: the model card is not a JSON object")
+    name = str(card.get("name", path.name))
+    version = str(card.get("version", "?"))
+    data: dict[str, Any] = {"path": str(path), "name": name, "version": version}
+    loaders = [w["id"] for w in workers or [] if CLASSIFY_KIND in w["kinds"]]
+    data["loaded_by"] = loaders
+    if not loaders:
+        detail = f"{name} {version} available; no live worker has a classifier loaded"
+        return Check(status="warn", detail=detail, data=data)
+    return Check(
+        status="ok", detail=f"{name} {version} loaded by {len(loaders)} worker(s)", data=data
+    )
+
+
+def health(settings: Settings, db: Database) -> HealthOut:
+    now = utcnow()
+    stale = settings.web.worker_stale_seconds
+    checks = {"database": check_database(db), "spool": check_spool(settings)}
+    workers: list[dict[str, Any]] | None = None
+    if checks["database"].status == "ok":
+        try:
+            workers = live_workers(db, stale, now)
+        except SQLAlchemyError as exc:
+            checks["workers"] = Check(status="fail", detail=f"cannot read workers: {exc}")
+    if "workers" not in checks:
+        checks["workers"] = (
+            check_workers(workers, stale)
+            if workers is not None
+            else Check(status="fail", detail="database unreachable")
+        )
+    checks["model"] = check_model(settings, workers)
+    status = "fail" if any(c.status == "fail" for c in checks.values()) else "ok"
+    return HealthOut(status=status, version=__version__, checked_at=now, checks=checks)
