@@ -31,6 +31,7 @@ from ivcontrast.store.models import (
     Series,
     Study,
     Worker,
+    Writeback,
     utcnow,
 )
 
@@ -292,24 +293,24 @@ def fill_store(
             attempts: int = 1,
             version: int = 1,
             key: str = "",
-        ) -> None:
-            session.add(
-                Job(
-                    kind=kind,
-                    series_id=series.id,
-                    series_version=version,
-                    key=key,
-                    state=state,
-                    attempts=attempts,
-                    max_attempts=3,
-                    outcome=outcome,
-                    error=error,
-                    available_at=now - timedelta(minutes=10),
-                    created_at=now - timedelta(minutes=10),
-                    started_at=None if state == "pending" else now - timedelta(minutes=9),
-                    finished_at=now - timedelta(minutes=8) if state in ("done", "failed") else None,
-                )
+        ) -> Job:
+            job = Job(
+                kind=kind,
+                series_id=series.id,
+                series_version=version,
+                key=key,
+                state=state,
+                attempts=attempts,
+                max_attempts=3,
+                outcome=outcome,
+                error=error,
+                available_at=now - timedelta(minutes=10),
+                created_at=now - timedelta(minutes=10),
+                started_at=None if state == "pending" else now - timedelta(minutes=9),
+                finished_at=now - timedelta(minutes=8) if state in ("done", "failed") else None,
             )
+            session.add(job)
+            return job
 
         def add_result(
             series: Series,
@@ -321,39 +322,39 @@ def fill_store(
             version: int = 1,
             total_seconds: float = 1.4,
             minutes_ago: float = 8,
-        ) -> None:
+        ) -> Result:
             probs = _curve(slices, contrast, seed)
             zs = [-SLICE_MM * (slices - 1) + SLICE_MM * i for i in range(slices)]
             probability = float(np.mean(probs))
-            session.add(
-                Result(
-                    series_id=series.id,
-                    series_version=version,
-                    model_name="ivcontrast-effnet-b0",
-                    model_version="1.0.0",
-                    model_sha256="ab" * 32,
-                    probability=probability,
-                    label="contrast" if contrast else "no_contrast",
-                    threshold=0.5,
-                    aggregation="mean",
-                    slices_used=slices,
-                    slice_probabilities=[[z, p] for z, p in zip(zs, probs, strict=True)],
-                    original_contrast_agent=agent,
-                    tag_status=tag_status,
-                    device="cpu",
-                    load_seconds=0.2,
-                    preprocess_seconds=0.3,
-                    inference_seconds=total_seconds - 0.5,
-                    total_seconds=total_seconds,
-                    created_at=now - timedelta(minutes=minutes_ago),
-                )
+            result = Result(
+                series_id=series.id,
+                series_version=version,
+                model_name="ivcontrast-effnet-b0",
+                model_version="1.0.0",
+                model_sha256="ab" * 32,
+                probability=probability,
+                label="contrast" if contrast else "no_contrast",
+                threshold=0.5,
+                aggregation="mean",
+                slices_used=slices,
+                slice_probabilities=[[z, p] for z, p in zip(zs, probs, strict=True)],
+                original_contrast_agent=agent,
+                tag_status=tag_status,
+                device="cpu",
+                load_seconds=0.2,
+                preprocess_seconds=0.3,
+                inference_seconds=total_seconds - 0.5,
+                total_seconds=total_seconds,
+                created_at=now - timedelta(minutes=minutes_ago),
             )
+            session.add(result)
+            return result
 
         s = add_series(2, "ART 1.25mm", "classified", minutes_ago=25, contrast=True, agent="NONE")
         add_job(s, "check", "done", outcome="eligible")
         add_job(s, "classify", "done", outcome="classified")
-        add_job(s, "writeback", "done", outcome="sent", key="orthanc")
-        add_job(
+        sent = add_job(s, "writeback", "done", outcome="sent", key="orthanc")
+        refused = add_job(
             s,
             "writeback",
             "failed",
@@ -362,7 +363,29 @@ def fill_store(
             attempts=3,
             error="C-STORE to PACS@10.0.0.5:104: association rejected (called AE not recognised)",
         )
-        add_result(s, True, "disagrees", "NONE", seed=1, total_seconds=1.4)
+        result = add_result(s, True, "disagrees", "NONE", seed=1, total_seconds=1.4)
+        session.flush()
+        for job, outcome in ((sent, "sent"), (refused, "failed")):
+            session.add(
+                Writeback(
+                    job_id=job.id,
+                    result_id=result.id,
+                    series_id=s.id,
+                    series_version=1,
+                    destination=job.key,
+                    destination_kind="dicom",
+                    label="contrast",
+                    uid_policy="new",
+                    copies_series_uid=uid(),
+                    instances_total=slices,
+                    instances_sent=slices if outcome == "sent" else 0,
+                    report_sent=outcome == "sent",
+                    outcome=outcome,
+                    error=job.error,
+                    attempted_at=now - timedelta(minutes=8),
+                    sent_at=now - timedelta(minutes=8) if outcome == "sent" else None,
+                )
+            )
         f.contrast = s.series_uid
 
         s = add_series(3, "NATIVE 5mm", "classified", minutes_ago=24, contrast=False, agent="N")

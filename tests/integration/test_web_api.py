@@ -143,6 +143,10 @@ def test_one_series_with_instances_associations_jobs_and_slice_probabilities(nod
         ("writeback", "failed"),
     ]
     assert "association rejected" in d["jobs"][3]["error"]
+    assert [(w["destination"], w["outcome"], w["instances_sent"]) for w in d["writebacks"]] == [
+        ("orthanc", "sent", f.slices),
+        ("pacs", "failed", 0),
+    ]
     (result,) = d["results"]
     curve = result["slice_probabilities"]
     assert len(curve) == f.slices == result["slices_used"]
@@ -372,6 +376,8 @@ def test_metrics_are_computed_from_the_store(node: Node) -> None:
     assert m['ivcontrast_jobs{kind="classify",state="pending"}'] == 1
     assert m['ivcontrast_writeback_jobs{state="failed",outcome="failed"}'] == 1
     assert m['ivcontrast_writeback_jobs{state="done",outcome="sent"}'] == 1
+    assert m['ivcontrast_writebacks{destination="pacs",outcome="failed"}'] == 1
+    assert m['ivcontrast_writebacks{destination="orthanc",outcome="sent"}'] == 1
     assert m['ivcontrast_queue_oldest_pending_seconds{kind="classify"}'] >= 600
     ages = {k: v for k, v in m.items() if k.startswith("ivcontrast_worker_heartbeat_age")}
     assert list(ages) == ['ivcontrast_worker_heartbeat_age_seconds{worker="host:42:abcd"}']

@@ -81,6 +81,9 @@ class WebContext:
                 jobs=[
                     s.job_out(j, series.series_uid) for j in queries.series_jobs(session, series.id)
                 ],
+                writebacks=[
+                    s.writeback_out(w) for w in queries.series_writebacks(session, series.id)
+                ],
                 results=[
                     s.result_detail(r, series) for r in queries.series_results(session, series.id)
                 ],

@@ -26,6 +26,7 @@ from ivcontrast.store.models import (
     Result,
     Series,
     Worker,
+    Writeback,
     utcnow,
 )
 from ivcontrast.web.health import existing_parent
@@ -231,6 +232,19 @@ def render(settings: Settings, db: Database, now: datetime | None = None) -> str
                     .where(Job.kind == WRITEBACK_KIND)
                     .group_by(Job.state, Job.outcome)
                     .order_by(Job.state, Job.outcome)
+                )
+            ],
+        )
+        out.family(
+            "ivcontrast_writebacks",
+            "gauge",
+            "Write-backs by destination and outcome of the last attempt (none yet: pending).",
+            [
+                ({"destination": dest, "outcome": outcome or "pending"}, n)
+                for dest, outcome, n in session.execute(
+                    select(Writeback.destination, Writeback.outcome, func.count())
+                    .group_by(Writeback.destination, Writeback.outcome)
+                    .order_by(Writeback.destination, Writeback.outcome)
                 )
             ],
         )

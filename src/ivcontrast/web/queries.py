@@ -25,6 +25,7 @@ from ivcontrast.store.models import (
     Series,
     Study,
     Worker,
+    Writeback,
 )
 
 
@@ -220,6 +221,14 @@ def series_associations(session: Session, series_id: int) -> list[SeriesAssociat
 
 def series_jobs(session: Session, series_id: int) -> list[Job]:
     return list(session.scalars(select(Job).where(Job.series_id == series_id).order_by(Job.id)))
+
+
+def series_writebacks(session: Session, series_id: int) -> list[Writeback]:
+    return list(
+        session.scalars(
+            select(Writeback).where(Writeback.series_id == series_id).order_by(Writeback.id)
+        )
+    )
 
 
 def series_results(session: Session, series_id: int) -> list[Result]:

@@ -12,7 +12,16 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
-from ivcontrast.store.models import Association, Event, Job, Result, Series, Study, Worker
+from ivcontrast.store.models import (
+    Association,
+    Event,
+    Job,
+    Result,
+    Series,
+    Study,
+    Worker,
+    Writeback,
+)
 from ivcontrast.web.queries import InstanceStats, SeriesAssociation
 
 T = TypeVar("T")
@@ -138,10 +147,31 @@ class ThumbnailOut(BaseModel):
     url: str
 
 
+class WritebackOut(BaseModel):
+    job_id: int
+    series_version: int
+    destination: str
+    destination_kind: str
+    label: str = Field(description="the label written into the copies")
+    uid_policy: str
+    copies_series_uid: str | None
+    report_series_uid: str | None
+    instances_total: int
+    instances_sent: int
+    report_sent: bool
+    outcome: str | None = Field(description="of the last attempt: sent, failed or superseded")
+    last_status: str | None
+    error: str | None
+    created_at: datetime
+    attempted_at: datetime | None
+    sent_at: datetime | None
+
+
 class SeriesDetail(SeriesSummary):
     instance_stats: InstancesOut
     associations: list[SeriesAssociationOut]
     jobs: list[JobOut]
+    writebacks: list[WritebackOut]
     results: list[ResultDetail] = Field(description="every result version, newest first")
     thumbnails: list[ThumbnailOut]
 
@@ -343,6 +373,28 @@ def job_out(job: Job, series_uid: str) -> JobOut:
         finished_at=job.finished_at,
         lease_owner=job.lease_owner,
         lease_expires_at=job.lease_expires_at,
+    )
+
+
+def writeback_out(w: Writeback) -> WritebackOut:
+    return WritebackOut(
+        job_id=w.job_id,
+        series_version=w.series_version,
+        destination=w.destination,
+        destination_kind=w.destination_kind,
+        label=w.label,
+        uid_policy=w.uid_policy,
+        copies_series_uid=w.copies_series_uid,
+        report_series_uid=w.report_series_uid,
+        instances_total=w.instances_total,
+        instances_sent=w.instances_sent,
+        report_sent=w.report_sent,
+        outcome=w.outcome,
+        last_status=w.last_status,
+        error=w.error,
+        created_at=w.created_at,
+        attempted_at=w.attempted_at,
+        sent_at=w.sent_at,
     )
 
 
