@@ -1,0 +1,485 @@
+"""What to generate (:class:`SeriesSpec`) and everything drawn for it (:class:`SeriesPlan`).
+
+A spec names the few things a caller cares about; every field left ``None`` is drawn
+from the seed. :func:`plan_series` resolves a spec into a plan: every number that shapes
+the pixels and the header, which is also the manifest row.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from dataclasses import asdict, dataclass, field, fields
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+
+from ivcontrast.synth.anatomy import Anatomy, build_anatomy
+from ivcontrast.synth.physiology import Phase
+
+
+class Region(enum.StrEnum):
+    CHEST = "chest"
+    HEADNECK = "headneck"
+
+
+class TagState(enum.StrEnum):
+    """What ContrastBolusAgent (0018,0010) says, relative to the truth."""
+
+    CORRECT = "correct"
+    MISSING = "missing"
+    WRONG = "wrong"
+
+
+class SeriesKind(enum.StrEnum):
+    AXIAL = "axial"
+    LOCALIZER = "localizer"
+
+
+class SopClass(enum.StrEnum):
+    CT = "ct"  # CT Image Storage
+    SC = "sc"  # Secondary Capture Image Storage (a screenshot of CT)
+    MR = "mr"  # MR Image Storage (not CT at all)
+
+
+TRANSFER_SYNTAXES: dict[str, str] = {
+    "explicit": "1.2.840.10008.1.2.1",
+    "implicit": "1.2.840.10008.1.2",
+    "rle": "1.2.840.10008.1.2.5",
+    "jpeg2000": "1.2.840.10008.1.2.4.90",
+    "jpegls": "1.2.840.10008.1.2.4.80",
+}
+
+# The study behind this project found ContrastBolusAgent missing or wrong in 75.6% of
+# scans; by default the tags are correct in 24.4%, missing in 60% and wrong in 15.6%.
+DEFAULT_TAG_RATES: tuple[float, float, float] = (0.244, 0.6, 0.156)
+
+PATIENT_POSITIONS = ("HFS", "FFS", "HFP", "FFP")
+
+# Manufacturer conventions: models, soft and sharp kernels, pixel representation
+# (signed?), rescale intercept, padding outside the reconstruction circle.
+SCANNERS: tuple[dict[str, Any], ...] = (
+    {
+        "manufacturer": "SIEMENS",
+        "models": ("SOMATOM Definition AS+", "SOMATOM Force", "SOMATOM go.Up", "Biograph40_mCT"),
+        "soft": ("Br36f", "B30f", "I30f", "Br38f", "B31f"),
+        "sharp": ("B45f", "Br44f", "I40f", "Bv40"),
+        "signed": False,
+        "intercept": -1024,
+        "padding": False,
+    },
+    {
+        "manufacturer": "GE MEDICAL SYSTEMS",
+        "models": ("LightSpeed VCT", "Revolution CT", "Discovery CT750 HD", "Optima CT660"),
+        "soft": ("STANDARD", "SOFT"),
+        "sharp": ("DETAIL", "CHEST"),
+        "signed": True,
+        "intercept": -1024,
+        "padding": True,
+    },
+    {
+        "manufacturer": "Philips",
+        "models": ("Brilliance 64", "iCT 256", "IQon - Spectral CT", "Brilliance Big Bore"),
+        "soft": ("B", "A", "UB"),
+        "sharp": ("C", "YA", "YB"),
+        "signed": False,
+        "intercept": -1024,
+        "padding": False,
+    },
+    {
+        "manufacturer": "TOSHIBA",
+        "models": ("Aquilion ONE", "Aquilion PRIME", "Aquilion Lightning"),
+        "soft": ("FC03", "FC08", "FC18"),
+        "sharp": ("FC13", "FC51"),
+        "signed": True,
+        "intercept": 0,
+        "padding": False,
+    },
+)
+
+AGENTS = (
+    "OMNIPAQUE 350",
+    "IOMERON 400",
+    "ULTRAVIST 370",
+    "VISIPAQUE 320",
+    "IOPAMIRO 370",
+    "APPLIED",
+    "IV CONTRAST",
+    "Yes",
+    "C+",
+)
+NO_AGENT = ("N", "NO", "n")  # what the study's tag check read as "no contrast"
+
+
+@dataclass(frozen=True)
+class SeriesSpec:
+    """What to generate. ``None`` fields are drawn from ``seed``.
+
+    ``anatomy_seed`` picks the patient (body, organs, vessels); series that share it
+    show the same patient in one study, e.g. the phases of a multi-phase exam.
+    ``tag`` forces what ContrastBolusAgent says; otherwise it is drawn with
+    ``tag_rates`` = (correct, missing, wrong).
+    """
+
+    region: Region = Region.CHEST
+    phase: Phase = Phase.NONE
+    seed: int = 0
+    anatomy_seed: int | None = None
+    matrix: int | None = None
+    slices: int | None = None
+    thickness: float | None = None
+    spacing: float | None = None
+    fov: float | None = None
+    noise: float | None = None
+    tag: TagState | None = None
+    tag_rates: tuple[float, float, float] = DEFAULT_TAG_RATES
+    kind: SeriesKind = SeriesKind.AXIAL
+    sop_class: SopClass = SopClass.CT
+    image_type: tuple[str, ...] | None = None
+    modality: str | None = None
+    transfer_syntax: str = "explicit"
+    signed: bool | None = None
+    rescale_intercept: int | None = None
+    patient_position: str | None = None
+    tilt: float = 0.0
+    reverse: bool = False
+    arms: str | None = None
+    manufacturer: str | None = None
+
+    def __post_init__(self) -> None:
+        coerce = {
+            "region": Region,
+            "phase": Phase,
+            "kind": SeriesKind,
+            "sop_class": SopClass,
+        }
+        for name, cls in coerce.items():
+            object.__setattr__(self, name, cls(getattr(self, name)))
+        if self.tag is not None:
+            object.__setattr__(self, "tag", TagState(self.tag))
+        if self.image_type is not None:
+            object.__setattr__(self, "image_type", tuple(self.image_type))
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the field when the spec cannot be generated."""
+        if self.matrix is not None and not 16 <= self.matrix <= 1024:
+            raise ValueError(f"matrix: {self.matrix} is outside 16..1024")
+        if self.slices is not None and not 1 <= self.slices <= 2000:
+            raise ValueError(f"slices: {self.slices} is outside 1..2000")
+        for name in ("thickness", "spacing", "fov"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name}: must be positive, got {value}")
+        if self.noise is not None and not 0 <= self.noise <= 200:
+            raise ValueError(f"noise: {self.noise} HU is outside 0..200")
+        if self.transfer_syntax not in TRANSFER_SYNTAXES:
+            raise ValueError(
+                f"transfer_syntax: {self.transfer_syntax!r} is not one of "
+                f"{', '.join(TRANSFER_SYNTAXES)}"
+            )
+        if self.rescale_intercept not in (None, -1024, -1000, 0):
+            raise ValueError(
+                f"rescale_intercept: {self.rescale_intercept} is not -1024, -1000 or 0"
+            )
+        if self.rescale_intercept == 0 and self.signed is False:
+            raise ValueError("rescale_intercept 0 needs signed pixels (HU below 0)")
+        if self.patient_position not in (None, *PATIENT_POSITIONS):
+            raise ValueError(
+                f"patient_position: {self.patient_position!r} is not one of {PATIENT_POSITIONS}"
+            )
+        if not -30.0 <= self.tilt <= 30.0:
+            raise ValueError(f"tilt: {self.tilt} degrees is outside -30..30")
+        if self.arms not in (None, "up", "down"):
+            raise ValueError(f"arms: {self.arms!r} is not 'up' or 'down'")
+        rates = self.tag_rates
+        if len(rates) != 3 or min(rates) < 0 or abs(sum(rates) - 1.0) > 1e-6:
+            raise ValueError(f"tag_rates: {rates} must be three non-negative rates summing to 1")
+        names = [s["manufacturer"] for s in SCANNERS]
+        if self.manufacturer is not None and self.manufacturer not in names:
+            raise ValueError(f"manufacturer: {self.manufacturer!r} is not one of {names}")
+
+
+@dataclass(frozen=True)
+class SeriesPlan:
+    """Every drawn value of one series: the generator's input and the manifest row."""
+
+    region: str
+    phase: str
+    contrast: bool
+    seed: int
+    anatomy_seed: int
+    kind: str
+    sop_class: str
+    modality: str
+    image_type: tuple[str, ...]
+    matrix: int
+    slices: int
+    thickness: float
+    spacing: float
+    pixel_mm: float
+    fov_mm: float
+    centre_x: float
+    centre_y: float
+    z_top: float  # anatomy z of the first (highest) slice centre
+    z_offset: float  # DICOM z = anatomy z + z_offset
+    noise_sigma: float
+    noise_cutoff: float
+    blur_mm: float
+    kernel: str
+    manufacturer: str
+    model: str
+    kvp: int
+    mas: int
+    hu_offset: float
+    cupping: float
+    fov_circle: str
+    table: str
+    table_gap: float
+    table_shell: float
+    patient_position: str
+    tilt: float
+    reverse: bool
+    transfer_syntax: str
+    signed: bool
+    rescale_intercept: int
+    bits_stored: int
+    tag_state: str
+    tag_value: str | None
+    arms: str
+    oral_contrast: bool
+    injected_dense: bool
+    study_uid: str
+    series_uid: str
+    frame_uid: str
+    study_date: str
+    study_time: str
+    series_time: str
+    series_number: int
+    patient_id: str
+    patient_name: str
+    birth_date: str
+    accession: str
+    window: tuple[float, float]
+    patient: dict[str, Any] = field(default_factory=dict)
+
+    def manifest_row(self) -> dict[str, Any]:
+        """Flat values for the CSV manifest."""
+        row = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "patient"}
+        row["image_type"] = "\\".join(self.image_type)
+        row["window"] = f"{self.window[0]:g}/{self.window[1]:g}"
+        row["tag_value"] = "" if self.tag_value is None else self.tag_value
+        row.update({f"patient_{k}": v for k, v in self.patient.items()})
+        return row
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def uid(*parts: object) -> str:
+    """A UID that is a pure function of ``parts`` (fixed seed -> same UIDs)."""
+    digest = hashlib.sha256("|".join(str(p) for p in ("ivcontrast-synth", *parts)).encode())
+    number = int.from_bytes(digest.digest()[:16], "big")
+    return f"2.25.{number}"
+
+
+def _choice(
+    rng: np.random.Generator, options: tuple[Any, ...] | list[Any], p: list[float] | None = None
+) -> Any:
+    return options[int(rng.choice(len(options), p=p))]
+
+
+def plan_series(spec: SeriesSpec) -> tuple[SeriesPlan, Anatomy]:
+    """Resolve a spec: draw every unspecified value and build the patient."""
+    rng = np.random.default_rng([spec.seed, 0x5E])
+    anatomy_seed = spec.seed if spec.anatomy_seed is None else spec.anatomy_seed
+    prng = np.random.default_rng([anatomy_seed, 0xA7])
+    region = spec.region
+    chest = region is Region.CHEST
+    arms = spec.arms or ("down" if not chest or rng.random() < 0.15 else "up")
+    anatomy = build_anatomy(np.random.default_rng([anatomy_seed, 0xB0]), arms)
+    h = anatomy.patient.height_scale
+
+    # Coverage: the region's anatomical range, or a window of it when slices are given.
+    if chest:
+        top, bottom = (70 + rng.uniform(5, 35)) * h, rng.uniform(-265, -195) * h
+    else:
+        top, bottom = rng.uniform(235, 290) * h, rng.uniform(10, 50) * h
+    if spec.kind is SeriesKind.LOCALIZER:
+        thickness = spec.thickness or 1.0
+        spacing = spec.spacing or thickness
+        slices = spec.slices or 2
+    else:
+        thickness = spec.thickness or float(
+            _choice(
+                rng,
+                (0.625, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 5.0),
+                [0.08, 0.2, 0.12, 0.08, 0.17, 0.1, 0.15, 0.1],
+            )
+            if chest
+            else _choice(rng, (0.625, 1.0, 1.25, 2.0, 2.5, 3.0), [0.1, 0.25, 0.15, 0.2, 0.15, 0.15])
+        )
+        overlap = rng.random() < 0.2
+        spacing = spec.spacing or (thickness * 0.8 if overlap and thickness >= 1.0 else thickness)
+        if spec.slices is None:
+            slices = int(np.clip(round((top - bottom) / spacing) + 1, 30, 600))
+        else:
+            slices = spec.slices
+    length = (slices - 1) * spacing
+    if length <= top - bottom:
+        z_top = top - rng.uniform(0, (top - bottom) - length)
+    else:
+        z_top = (top + bottom) / 2 + length / 2
+
+    # Field of view: the body's width plus a margin, sometimes too small (truncation).
+    zs = np.linspace(z_top - length, z_top, 9)
+    ext = [anatomy.body_extent(float(z)) for z in zs]
+    half_w = max(e[2] for e in ext)
+    cx = float(np.mean([e[0] for e in ext]))
+    cy = float(np.mean([e[1] for e in ext]))
+    if spec.fov is not None:
+        fov = float(spec.fov)
+    elif chest:
+        fov = float(np.clip(2 * half_w * rng.uniform(0.95, 1.25), 300, 500))
+    else:
+        fov = float(
+            np.clip(rng.uniform(200, 300) if rng.random() < 0.7 else 2 * half_w * 1.05, 180, 500)
+        )
+    if spec.matrix is not None:
+        matrix = spec.matrix
+    else:
+        matrix = 512 if rng.random() < 0.85 else 256
+    pixel_mm = fov / matrix
+
+    scanner = (
+        next(s for s in SCANNERS if s["manufacturer"] == spec.manufacturer)
+        if spec.manufacturer
+        else _choice(rng, SCANNERS, [0.35, 0.3, 0.2, 0.15])
+    )
+    sharp = rng.random() < 0.25
+    kernel = str(_choice(rng, scanner["sharp"] if sharp else scanner["soft"]))
+    if sharp:
+        cutoff, blur = rng.uniform(0.55, 0.8), rng.uniform(0.1, 0.35)
+    elif rng.random() < 0.3:  # iterative reconstruction: blotchy, low-frequency noise
+        cutoff, blur = rng.uniform(0.18, 0.3), rng.uniform(0.5, 0.9)
+    else:
+        cutoff, blur = rng.uniform(0.3, 0.5), rng.uniform(0.35, 0.75)
+    noise = (
+        spec.noise if spec.noise is not None else float(np.exp(rng.uniform(np.log(5), np.log(40))))
+    )
+
+    signed = scanner["signed"] if spec.signed is None else spec.signed
+    if spec.rescale_intercept is not None:
+        intercept = spec.rescale_intercept
+    elif not signed and rng.random() < 0.08:
+        intercept = -1000
+    else:
+        intercept = scanner["intercept"] if (signed or scanner["intercept"] != 0) else -1024
+    if not signed and intercept == 0:
+        raise ValueError("rescale_intercept 0 needs signed pixels (HU below 0)")
+    bits_stored = 16 if signed else 12
+    if scanner["padding"] and signed and intercept == -1024:
+        circle = "padding"
+    else:
+        circle = str(_choice(rng, ("air", "none"), [0.7, 0.3]))
+
+    phase = spec.phase
+    tag = spec.tag or TagState(_choice(rng, tuple(TagState), list(spec.tag_rates)))
+    tag_value = _tag_value(rng, phase.contrast, tag)
+
+    position = spec.patient_position or str(
+        _choice(rng, PATIENT_POSITIONS, [0.88, 0.06, 0.04, 0.02])
+    )
+    kinds = {
+        SopClass.CT: (
+            "CT",
+            ("ORIGINAL", "PRIMARY", "LOCALIZER" if spec.kind is SeriesKind.LOCALIZER else "AXIAL"),
+        ),
+        SopClass.SC: ("CT", ("DERIVED", "SECONDARY")),
+        SopClass.MR: ("MR", ("ORIGINAL", "PRIMARY", "M", "NONE")),
+    }
+    modality, image_type = kinds[spec.sop_class]
+    study_day = date(2014, 1, 1) + timedelta(days=int(prng.integers(0, 3650)))
+    study_seconds = int(prng.integers(7 * 3600, 19 * 3600))
+    phase_delay = {Phase.NONE: 0, Phase.ARTERIAL: 150, Phase.PORTAL_VENOUS: 190, Phase.DELAYED: 330}
+    series_seconds = study_seconds + phase_delay[phase] + int(rng.integers(0, 60))
+    patient = anatomy.patient
+    birth = study_day - timedelta(days=int(patient.age * 365.25 + prng.integers(0, 365)))
+    plan = SeriesPlan(
+        region=region.value,
+        phase=phase.value,
+        contrast=phase.contrast,
+        seed=spec.seed,
+        anatomy_seed=anatomy_seed,
+        kind=spec.kind.value,
+        sop_class=spec.sop_class.value,
+        modality=spec.modality or modality,
+        image_type=spec.image_type or image_type,
+        matrix=matrix,
+        slices=slices,
+        thickness=float(thickness),
+        spacing=float(spacing),
+        pixel_mm=pixel_mm,
+        fov_mm=fov,
+        centre_x=round(cx + rng.normal(0, 8), 1),
+        centre_y=round(cy + rng.normal(0, 12), 1),
+        z_top=float(z_top),
+        z_offset=float(np.round(rng.uniform(-900, 150) * 2) / 2),
+        noise_sigma=float(noise),
+        noise_cutoff=float(cutoff),
+        blur_mm=float(blur),
+        kernel=kernel,
+        manufacturer=scanner["manufacturer"],
+        model=str(_choice(rng, scanner["models"])),
+        kvp=int(_choice(rng, (80, 100, 120, 140), [0.05, 0.3, 0.55, 0.1])),
+        mas=int(rng.integers(60, 350)),
+        hu_offset=float(rng.uniform(-10, 10)),
+        cupping=float(rng.uniform(0, 15)),
+        fov_circle=circle,
+        table=str(_choice(rng, ("curved", "flat", "none"), [0.7, 0.2, 0.1])),
+        table_gap=float(rng.uniform(0, 60) if rng.random() < 0.5 else rng.uniform(0, 6)),
+        table_shell=float(rng.uniform(1.5, 4.0)),
+        patient_position=position,
+        tilt=float(spec.tilt),
+        reverse=spec.reverse,
+        transfer_syntax=spec.transfer_syntax,
+        signed=bool(signed),
+        rescale_intercept=int(intercept),
+        bits_stored=bits_stored,
+        tag_state=tag.value,
+        tag_value=tag_value,
+        arms=arms,
+        oral_contrast=bool(rng.random() < 0.08),
+        injected_dense=bool(phase is Phase.ARTERIAL and rng.random() < 0.7),
+        study_uid=uid("study", anatomy_seed),
+        series_uid=uid("series", repr(spec)),
+        frame_uid=uid("frame", anatomy_seed),
+        study_date=study_day.strftime("%Y%m%d"),
+        study_time=_hhmmss(study_seconds),
+        series_time=_hhmmss(series_seconds),
+        series_number=int(
+            {Phase.NONE: 2, Phase.ARTERIAL: 3, Phase.PORTAL_VENOUS: 4, Phase.DELAYED: 5}[phase]
+            + (100 if spec.kind is SeriesKind.LOCALIZER else 0)
+        ),
+        patient_id=f"SYN{anatomy_seed:08d}" if anatomy_seed >= 0 else f"SYNM{-anatomy_seed:08d}",
+        patient_name=f"SYNTHETIC^{'CHEST' if chest else 'HEADNECK'}^{anatomy_seed}",
+        birth_date=birth.strftime("%Y%m%d"),
+        accession=f"A{int(prng.integers(10**7, 10**8))}",
+        window=(40.0, 400.0) if rng.random() < 0.8 else (50.0, 350.0),
+        patient=patient.manifest(),
+    )
+    return plan, anatomy
+
+
+def _tag_value(rng: np.random.Generator, contrast: bool, tag: TagState) -> str | None:
+    """ContrastBolusAgent's value; None = absent, '' = present but empty."""
+    if tag is TagState.MISSING:
+        return None if rng.random() < 0.8 else ""
+    says_contrast = contrast == (tag is TagState.CORRECT)
+    return str(_choice(rng, AGENTS)) if says_contrast else str(_choice(rng, NO_AGENT))
+
+
+def _hhmmss(seconds: int) -> str:
+    seconds %= 86400
+    return f"{seconds // 3600:02d}{seconds // 60 % 60:02d}{seconds % 60:02d}"
