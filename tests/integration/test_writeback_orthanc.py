@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -356,3 +357,47 @@ def test_tls_destination(store: Database, tmp_path: Path) -> None:
         assert outcome["plain"].outcome == "failed" and outcome["nocert"].outcome == "failed"
     finally:
         server.stop(kill=True)
+
+
+# -- the worker process -----------------------------------------------------------------------
+
+
+def test_worker_process_with_a_toml_config(
+    orthanc: Orthanc, store: Database, tmp_path: Path
+) -> None:
+    config = tmp_path / "ivcontrast.toml"
+    config.write_text(
+        f'data_dir = "{tmp_path / "data"}"\n'
+        '[scp]\nae_title = "IVCONTRAST"\n'
+        '[writeback]\nenabled = true\ntrigger = "disagreements"\n'
+        "[[writeback.destinations]]\n"
+        f'kind = "dicom"\nname = "pacs"\nae_title = "{orthanc.aet}"\n'
+        f'host = "127.0.0.1"\nport = {orthanc.dicom_port}\n'
+    )
+    settings = load_settings(config, env={})
+    spooled = spool_series(store, settings.spool_path, 2, contrast_agent="IOPAMIDOL")
+    assert record_result(store, settings, spooled, tag_status="agrees") == 0  # not selected
+    with store.write() as session:
+        session.execute(update(Series).where(Series.id == spooled.series_id).values(version=2))
+    assert (
+        record_result(
+            store,
+            settings,
+            spooled,
+            version=2,
+            label="no_contrast",
+            probability=0.01,
+            tag_status="disagrees",
+        )
+        == 1
+    )
+    subprocess.run(
+        [sys.executable, "-m", "ivcontrast", "-c", str(config), "worker", "--once", "--no-sweep"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    (row,) = writebacks(store)
+    assert row.outcome == "sent" and row.series_version == 2
+    copies = orthanc.series_by_uid(row.copies_series_uid)
+    assert orthanc.instance_tags(copies["Instances"][0])["ContrastBolusAgent"] == "NONE"
