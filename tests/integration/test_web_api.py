@@ -111,8 +111,20 @@ def test_series_filters_by_uid_and_time(node: Node) -> None:
     assert f.receiving not in uids(get(node, f"/api/series?until={cut}&limit=100"))
     assert get(node, "/api/series?since=2999-01-01")["total"] == 0  # type: ignore[index]
     get(node, "/api/series?since=yesterday", 422)
+    get(node, "/api/series?since=1700000000", 422)  # not a Unix time: ISO 8601 only
+    # Offsets that push a time past year 1 or 9999 bound nothing, and are no server error.
+    assert get(node, "/api/series?since=0001-01-01T00:00:00%2B05:00")["total"] == 8  # type: ignore[index]
+    assert get(node, "/api/series?until=9999-12-31T23:00:00-05:00")["total"] == 8  # type: ignore[index]
     get(node, "/api/series?series_uid=1.2.x", 422)
     get(node, "/api/series?state=lost", 422)
+
+
+def test_unknown_or_repeated_parameters_are_errors_not_ignored(node: Node) -> None:
+    typo = get(node, "/api/series?lable=contrast", 422)
+    assert typo["detail"][0]["loc"] == ["query", "lable"]  # type: ignore[index]
+    get(node, "/api/series?label=contrast&label=no_contrast", 422)
+    assert get(node, "/api/series?state=failed&state=skipped")["total"] == 2  # type: ignore[index]
+    get(node, "/metrics?x=1", 422)
 
 
 def test_paging_splits_without_overlap(node: Node) -> None:

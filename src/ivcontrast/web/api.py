@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import csv
 import io
+import re
+from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi._compat import ModelField, field_annotation_is_sequence
+from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, BeforeValidator, Field
 
 from ivcontrast.store.models import AssociationState, JobState, SeriesState, TagStatus, utcnow
 from ivcontrast.web import health as health_checks
@@ -19,20 +25,36 @@ from ivcontrast.web import schemas as s
 from ivcontrast.web.context import WebContext, utc
 
 UID_PATTERN = r"^[0-9]+(\.[0-9]+)*$"
-TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"  # no control characters (PostgreSQL refuses NUL)
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"  # no control characters (PostgreSQL refuses NUL)
+KIND_PATTERN = r"^[A-Za-z0-9_.:-]+$"
 MAX_OFFSET = 1_000_000_000
 
 Label = Literal["contrast", "no_contrast"]
 UidPath = Annotated[str, Path(max_length=64, pattern=UID_PATTERN)]
 Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="rows to skip")]
-Since = Annotated[datetime | None, Query(description="from this time on (ISO 8601; UTC if naive)")]
-Until = Annotated[datetime | None, Query(description="before this time (ISO 8601; UTC if naive)")]
+ISO_DATE_START = re.compile(r"^\d{4}-\d{2}-\d{2}")
+
+
+def _iso_only(value: object) -> object:
+    # pydantic would read "0.5" as a Unix time; only ISO 8601 dates and times are meant.
+    if isinstance(value, str) and not ISO_DATE_START.match(value):
+        raise ValueError("expected an ISO 8601 date or date-time")
+    return value
+
+
+Time = Annotated[datetime, BeforeValidator(_iso_only)]
+Since = Annotated[Time | None, Query(description="from this time on (ISO 8601; UTC if naive)")]
+Until = Annotated[Time | None, Query(description="before this time (ISO 8601; UTC if naive)")]
 Accession = Annotated[str | None, Query(max_length=16, pattern=TEXT_PATTERN)]
+Kind = Annotated[
+    str | None,
+    Query(min_length=1, max_length=32, pattern=KIND_PATTERN, description="e.g. classify"),
+]
 
 
 class ErrorOut(BaseModel):
-    detail: str
+    detail: str | list[dict[str, Any]] = Field(description="why (a list for invalid parameters)")
 
 
 NOT_FOUND = {404: {"model": ErrorOut, "description": "no such series"}}
@@ -48,11 +70,9 @@ class ResultFilterParams:
             TagStatus | None, Query(description="disagrees: the DICOM tag contradicts the call")
         ] = None,
         since: Annotated[
-            datetime | None, Query(description="results created from this time on")
+            Time | None, Query(description="results created from this time on")
         ] = None,
-        until: Annotated[
-            datetime | None, Query(description="results created before this time")
-        ] = None,
+        until: Annotated[Time | None, Query(description="results created before this time")] = None,
         study_uid: Annotated[str | None, Query(max_length=64, pattern=UID_PATTERN)] = None,
         series_uid: Annotated[str | None, Query(max_length=64, pattern=UID_PATTERN)] = None,
         accession: Accession = None,
@@ -63,8 +83,8 @@ class ResultFilterParams:
         self.filter = queries.ResultFilter(
             label=label,
             tag_status=tag_status,
-            since=utc(since, "since"),
-            until=utc(until, "until"),
+            since=utc(since),
+            until=utc(until),
             study_uid=study_uid,
             series_uid=series_uid,
             accession=accession,
@@ -72,8 +92,43 @@ class ResultFilterParams:
         )
 
 
+def _query_fields(dependant: Dependant) -> Iterator[ModelField]:
+    yield from dependant.query_params
+    for sub in dependant.dependencies:
+        yield from _query_fields(sub)
+
+
+def strict_query(request: Request) -> None:
+    """Unknown or repeated query parameters are errors: a mistyped filter must not silently
+    return everything, and ``?state=a&state=b`` must not quietly mean ``state=b``."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    fields = {f.alias: f for f in _query_fields(route.dependant)}
+    errors = []
+    counts = Counter(name for name, _ in request.query_params.multi_items())
+    for name, count in counts.items():
+        field = fields.get(name)
+        if field is None:
+            message = "unknown query parameter"
+        elif count > 1 and not field_annotation_is_sequence(field.field_info.annotation):
+            message = "query parameter given more than once"
+        else:
+            continue
+        errors.append(
+            {
+                "type": "extra_forbidden",
+                "loc": ("query", name),
+                "msg": message,
+                "input": request.query_params.getlist(name),
+            }
+        )
+    if errors:
+        raise RequestValidationError(errors)
+
+
 def build_router(ctx: WebContext) -> APIRouter:
-    router = APIRouter()
+    router = APIRouter(dependencies=[Depends(strict_query)])
     show = ctx.show_patient
 
     @router.get("/api/summary", response_model=s.SummaryOut, tags=["overview"])
@@ -120,8 +175,8 @@ def build_router(ctx: WebContext) -> APIRouter:
             states=[str(x) for x in state or []],
             label=label,
             tag_status=tag_status,
-            since=utc(since, "since"),
-            until=utc(until, "until"),
+            since=utc(since),
+            until=utc(until),
             study_uid=study_uid,
             series_uid=series_uid,
             accession=accession,
@@ -229,40 +284,36 @@ def build_router(ctx: WebContext) -> APIRouter:
         state: Annotated[
             list[JobState] | None, Query(description="repeatable; 'failed' lists the failures")
         ] = None,
-        kind: Annotated[
-            list[str] | None,
-            Query(description="repeatable: check, classify, writeback, ...", max_length=32),
-        ] = None,
+        kind: Kind = None,
         series_uid: Annotated[str | None, Query(max_length=64, pattern=UID_PATTERN)] = None,
         limit: Limit = 50,
         offset: Offset = 0,
     ) -> s.Page[s.JobOut]:
         """Jobs with their attempts, outcome and last error, newest first."""
-        kinds = [k for k in kind or [] if k]
-        if any(not k.isprintable() for k in kinds):
-            raise HTTPException(422, "kind: control characters are not allowed")
         with ctx.db.session() as session:
             total, rows = queries.jobs_page(
-                session, kinds, [str(x) for x in state or []], series_uid, limit, offset
+                session,
+                [kind] if kind else [],
+                [str(x) for x in state or []],
+                series_uid,
+                limit,
+                offset,
             )
             items = [s.job_out(job, uid) for job, uid in rows]
         return s.Page[s.JobOut](total=total, limit=limit, offset=offset, items=items)
 
     @router.get("/api/events", response_model=s.Page[s.EventOut], tags=["activity"])
     def list_events(
-        kind: Annotated[list[str] | None, Query(description="repeatable", max_length=32)] = None,
+        kind: Kind = None,
         series_uid: Annotated[str | None, Query(max_length=64, pattern=UID_PATTERN)] = None,
         association_id: Annotated[str | None, Query(max_length=36, pattern=TEXT_PATTERN)] = None,
         limit: Limit = 50,
         offset: Offset = 0,
     ) -> s.Page[s.EventOut]:
         """Audit events (re-sent instances, re-opened series, rejections), newest first."""
-        kinds = [k for k in kind or [] if k]
-        if any(not k.isprintable() for k in kinds):
-            raise HTTPException(422, "kind: control characters are not allowed")
         with ctx.db.session() as session:
             total, rows = queries.events_page(
-                session, kinds, series_uid, association_id, limit, offset
+                session, [kind] if kind else [], series_uid, association_id, limit, offset
             )
             items = [s.event_out(e) for e in rows]
         return s.Page[s.EventOut](total=total, limit=limit, offset=offset, items=items)

@@ -30,6 +30,19 @@ contrast calls with per-slice evidence, associations, jobs and their failures, e
 Patient names and IDs are returned only when `web.show_patient_names` is set.
 When `web.token` is set, send `Authorization: Bearer <token>` (``/health`` may be public)."""
 
+UNAUTHORISED = {
+    "description": "missing or wrong bearer token",
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {"detail": {"type": "string"}},
+                "required": ["detail"],
+            }
+        }
+    },
+}
+
 
 def static_dir() -> Path:
     return Path(str(resources.files("ivcontrast.web") / "static"))
@@ -67,6 +80,10 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
                 schema["security"] = [{"bearer": []}]
                 if settings.web.public_health:
                     schema["paths"]["/health"]["get"]["security"] = []
+                for operations in schema["paths"].values():
+                    for operation in operations.values():
+                        if operation.get("security") != []:
+                            operation["responses"].setdefault("401", UNAUTHORISED)
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -118,11 +118,16 @@ class WebContext:
         return png, f'"{chosen_slice.sha256[:32]}-{size}"'
 
 
-def utc(value: datetime | None, name: str) -> datetime | None:
-    """A query time as aware UTC; naive times are taken as UTC."""
+def utc(value: datetime | None) -> datetime | None:
+    """A query time as aware UTC; naive times are taken as UTC.
+
+    A time whose offset pushes it past year 1 or 9999 is clamped there: it bounds nothing.
+    """
     if value is None:
         return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
     try:
-        return value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
-    except (OverflowError, ValueError):
-        raise HTTPException(422, f"{name}: time out of range") from None
+        return value.astimezone(UTC)
+    except OverflowError:
+        return (datetime.min if value.year == 1 else datetime.max).replace(tzinfo=UTC)
