@@ -24,6 +24,7 @@ from ivcontrast.synth.dicom import (
     slice_dataset,
 )
 from ivcontrast.synth.physiology import LABEL, Phase, patient_tissues, series_tissues
+from ivcontrast.synth.preview import save_montage
 from ivcontrast.synth.scanner import Acquisition, Scanner
 from ivcontrast.synth.spec import SeriesKind, SeriesPlan, SeriesSpec, plan_series
 
@@ -227,6 +228,9 @@ class SyntheticSeries:
 
     def dataset(self, index: int) -> Dataset:
         """The ``index``-th dataset (InstanceNumber index + 1), with file meta."""
+        return self._build(index)[0]
+
+    def _build(self, index: int) -> tuple[Dataset, np.ndarray]:
         plan = self.plan
         geo = self._geometry(index)
         constant = self._constant
@@ -242,7 +246,7 @@ class SyntheticSeries:
         )
         raw, _, _ = self._pixels(index)
         set_pixels(ds, raw, plan)
-        return ds
+        return ds, raw
 
     def datasets(self) -> Iterator[Dataset]:
         for i in range(len(self)):
@@ -251,17 +255,55 @@ class SyntheticSeries:
     def file_name(self, index: int) -> str:
         return f"{self.plan.modality}{index + 1:05d}.dcm"
 
-    def write(self, folder: str | Path) -> list[Path]:
-        """Write every slice into ``folder`` (created); returns the paths in order."""
+    def display_hu(self, raw: np.ndarray) -> np.ndarray:
+        """Stored values -> HU as a viewer shows them (padding as air)."""
+        if self.plan.sop_class == "mr" or self.plan.kind == SeriesKind.LOCALIZER.value:
+            return raw.astype(np.float32) - 1000.0
+        hu = raw.astype(np.float32) + self.plan.rescale_intercept
+        np.maximum(hu, -1024.0, out=hu)
+        return hu
+
+    def write(
+        self, folder: str | Path, preview: str | Path | None = None, preview_slices: int = 12
+    ) -> list[Path]:
+        """Write every slice into ``folder`` (created); returns the paths in order.
+
+        ``preview``: also write a PNG montage (soft-tissue window) of evenly spaced slices.
+        """
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
+        n = len(self)
+        keep = set(np.linspace(0, n - 1, min(preview_slices, n)).round().astype(int).tolist())
+        shown: list[tuple[int, np.ndarray]] = []
         paths = []
-        for i in range(len(self)):
+        for i in range(n):
             path = out / self.file_name(i)
-            self.dataset(i).save_as(path, enforce_file_format=True)
+            ds, raw = self._build(i)
+            ds.save_as(path, enforce_file_format=True)
             paths.append(path)
+            if preview is not None and i in keep:
+                shown.append((i, self.display_hu(raw)))
+        if preview is not None:
+            self.save_preview(preview, shown)
         log.debug("wrote %d slices of series %s to %s", len(paths), self.plan.series_uid, out)
         return paths
+
+    def save_preview(self, path: str | Path, shown: list[tuple[int, np.ndarray]]) -> Path:
+        plan = self.plan
+        loc = plan.kind == SeriesKind.LOCALIZER.value
+        title = (
+            f"{plan.region} {plan.phase} seed={plan.seed} {plan.manufacturer} {plan.kernel} "
+            f"{plan.thickness:g}mm noise={plan.noise_sigma:.0f}HU tag={plan.tag_state}"
+        )
+        captions = [f"#{i + 1} z={self.anatomy_z(i) + plan.z_offset:.0f}" for i, _ in shown]
+        return save_montage(
+            path,
+            [hu for _, hu in shown],
+            captions=captions,
+            title=title,
+            level=1000.0 if loc else 40.0,
+            width=3000.0 if loc else 400.0,
+        )
 
 
 def _mr_signal(hu: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -278,9 +320,11 @@ def generate_series(spec: SeriesSpec) -> Iterator[Dataset]:
     return SyntheticSeries(spec).datasets()
 
 
-def write_series(spec: SeriesSpec, folder: str | Path) -> list[Path]:
+def write_series(
+    spec: SeriesSpec, folder: str | Path, preview: str | Path | None = None
+) -> list[Path]:
     """Write one series into ``folder``; returns the file paths in instance order."""
-    return SyntheticSeries(spec).write(folder)
+    return SyntheticSeries(spec).write(folder, preview=preview)
 
 
 def slice_truth(spec: SeriesSpec, index: int) -> SliceTruth:
