@@ -1,0 +1,190 @@
+"""The classifier: load the package once, then pre-process -> predict -> post-process per series.
+
+Each step is a plain function so it can be tested and scheduled on its own: a worker can run
+``Classifier.prepare`` (reading, decoding, preprocessing: CPU) for the next series while
+``Classifier.infer`` (the network) runs for this one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from ivcontrast.classifier.aggregate import aggregate, sigmoid
+from ivcontrast.classifier.backends import Backend, select_backend
+from ivcontrast.classifier.dicom_series import DicomSeries
+from ivcontrast.classifier.package import (
+    ModelCard,
+    ModelPackage,
+    load_package,
+    resolve_package_path,
+)
+from ivcontrast.classifier.preprocess import ModelInput, preprocess
+from ivcontrast.classifier.sources import open_source
+from ivcontrast.classifier.volume import SliceSource
+from ivcontrast.config import ClassifierSettings
+
+log = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike[str]
+
+
+@dataclass(frozen=True)
+class Timings:
+    load_s: float  # headers + decoding the chosen slices
+    preprocess_s: float  # mask, crop, resize, windows
+    inference_s: float  # network + aggregation
+
+    @property
+    def total_s(self) -> float:
+        return self.load_s + self.preprocess_s + self.inference_s
+
+
+@dataclass(frozen=True, eq=False)
+class SeriesPrediction:
+    """One scan's contrast call and the evidence for it."""
+
+    probability: float  # aggregated P(IV contrast)
+    contrast: bool  # probability >= threshold
+    threshold: float
+    aggregation: str
+    slice_probabilities: np.ndarray  # (m,) per slice used, ordered by z
+    slice_z_mm: np.ndarray  # (m,) their positions along the slice normal
+    slice_indices: np.ndarray  # (m,) their indices in the sorted series
+    slices_total: int  # slices in the series
+    model_name: str
+    model_version: str
+    model_sha256: str  # of the package's card: identifies the exact package
+    backend: str
+    source: str
+    timings: Timings
+
+    @property
+    def label(self) -> str:
+        return "contrast" if self.contrast else "non-contrast"
+
+    @property
+    def slices_used(self) -> int:
+        return len(self.slice_probabilities)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: for result rows, CLI output and reports."""
+        return {
+            "probability": self.probability,
+            "label": self.label,
+            "contrast": self.contrast,
+            "threshold": self.threshold,
+            "aggregation": self.aggregation,
+            "slices_used": self.slices_used,
+            "slices_total": self.slices_total,
+            "slices": [
+                {"index": int(i), "z_mm": round(float(z), 3), "probability": float(p)}
+                for i, z, p in zip(
+                    self.slice_indices, self.slice_z_mm, self.slice_probabilities, strict=True
+                )
+            ],
+            "model": {
+                "name": self.model_name,
+                "version": self.model_version,
+                "sha256": self.model_sha256,
+            },
+            "backend": self.backend,
+            "source": self.source,
+            "timings": {
+                "load_s": self.timings.load_s,
+                "preprocess_s": self.timings.preprocess_s,
+                "inference_s": self.timings.inference_s,
+                "total_s": self.timings.total_s,
+            },
+        }
+
+
+def predict(backend: Backend, model_input: ModelInput) -> np.ndarray:
+    """Slice probabilities (m,) for a prepared input."""
+    return sigmoid(backend.predict_logits(model_input.x))
+
+
+def postprocess(probabilities: np.ndarray, card: ModelCard) -> tuple[float, bool]:
+    """The scan probability by the card's aggregation, and the label by its threshold."""
+    probability = aggregate(probabilities, card.aggregation)
+    return probability, probability >= card.threshold
+
+
+class Classifier:
+    """A model package and a backend, loaded once, classifying many series."""
+
+    def __init__(self, package: ModelPackage, backend: Backend) -> None:
+        self.package = package
+        self.backend = backend
+
+    @classmethod
+    def from_settings(cls, settings: ClassifierSettings) -> Classifier:
+        """The configured package (or the bundled default), verified, on the configured device."""
+        package = load_package(resolve_package_path(settings.model), verify=True)
+        backend = select_backend(settings.device, package, settings.threads, settings.batch_size)
+        return cls(package, backend)
+
+    @property
+    def card(self) -> ModelCard:
+        return self.package.card
+
+    def prepare(self, source: SliceSource, load_seconds: float = 0.0) -> ModelInput:
+        """Pre-process: choose and decode slices, mask, crop, resize, window.
+
+        ``load_seconds`` (time spent opening ``source``) is added to the input's read time.
+        """
+        model_input = preprocess(source, self.card.preprocess)
+        return replace(model_input, read_seconds=model_input.read_seconds + load_seconds)
+
+    def infer(self, model_input: ModelInput) -> SeriesPrediction:
+        """Predict and post-process a prepared input."""
+        t0 = time.perf_counter()
+        probabilities = predict(self.backend, model_input)
+        probability, contrast = postprocess(probabilities, self.card)
+        inference_s = time.perf_counter() - t0
+        return SeriesPrediction(
+            probability=probability,
+            contrast=contrast,
+            threshold=self.card.threshold,
+            aggregation=str(self.card.aggregation),
+            slice_probabilities=probabilities,
+            slice_z_mm=model_input.z_mm,
+            slice_indices=model_input.slice_indices,
+            slices_total=model_input.source_slices,
+            model_name=self.card.name,
+            model_version=self.card.version,
+            model_sha256=self.package.card_sha256,
+            backend=self.backend.name,
+            source=model_input.source,
+            timings=Timings(model_input.read_seconds, model_input.prepare_seconds, inference_s),
+        )
+
+    def classify_volume(self, source: SliceSource, load_seconds: float = 0.0) -> SeriesPrediction:
+        prediction = self.infer(self.prepare(source, load_seconds))
+        log.info(
+            "%s: %s (p=%.3f, %d slices) in %.2f s",
+            prediction.source,
+            prediction.label,
+            prediction.probability,
+            prediction.slices_used,
+            prediction.timings.total_s,
+        )
+        return prediction
+
+    def classify_series(self, paths: Sequence[PathLike]) -> SeriesPrediction:
+        """The files of one DICOM series (any order) -> prediction. The worker's entry point."""
+        t0 = time.perf_counter()
+        series = DicomSeries.open(paths)
+        return self.classify_volume(series, time.perf_counter() - t0)
+
+    def classify_path(self, paths: PathLike | Sequence[PathLike]) -> SeriesPrediction:
+        """A NIfTI or NRRD file, a folder with one DICOM series, or DICOM files -> prediction."""
+        t0 = time.perf_counter()
+        source = open_source(paths)
+        return self.classify_volume(source, time.perf_counter() - t0)
