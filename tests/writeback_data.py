@@ -1,4 +1,6 @@
-"""Small, standard-conformant CT series in a spool, with their store rows, for write-back tests.
+"""Small, standard-conformant CT series in a spool, with their store rows, for write-back tests,
+and the few steps every write-back test takes (a node's settings, the classify step's
+enqueue, a worker run, dciodvfy).
 
 The instances carry every Type 1 and Type 2 attribute of the CT Image IOD, so that
 ``dciodvfy`` reports no errors on them and any error on a corrected copy is the copy's own.
@@ -7,17 +9,25 @@ The instances carry every Type 1 and Type 2 attribute of the CT Image IOD, so th
 from __future__ import annotations
 
 import hashlib
+import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from sqlalchemy import select
 
+from ivcontrast.config import Settings, load_settings
 from ivcontrast.store.db import Database
-from ivcontrast.store.models import Instance, Result, Series, SeriesState, Study
+from ivcontrast.store.models import Instance, Job, Result, Series, SeriesState, Study, Writeback
+from ivcontrast.worker.service import Worker, build_handlers
+from ivcontrast.writeback import enqueue_writeback
 
 PREFIX = "1.2.826.0.1.3680043.10.1135.6."
+DCIODVFY = shutil.which("dciodvfy")
 
 
 def ct_slice(
@@ -175,3 +185,45 @@ def make_result(
         original_contrast_agent=original,
         tag_status=tag_status,
     )
+
+
+def node(tmp_path: Path, destinations: list[dict[str, Any]], **writeback: Any) -> Settings:
+    """Settings of a node in ``tmp_path/data`` with write-back on (unless overridden)."""
+    overrides = {"data_dir": str(tmp_path / "data"), "writeback.destinations": destinations}
+    overrides.update({f"writeback.{k}": v for k, v in {"enabled": True, **writeback}.items()})
+    return load_settings(env={}, overrides=overrides)
+
+
+def node_store(tmp_path: Path) -> Database:
+    """The store of the node that :func:`node` sets up in ``tmp_path/data``, migrated."""
+    db = Database(f"sqlite:///{tmp_path / 'data' / 'ivcontrast.db'}")
+    db.upgrade()
+    return db
+
+
+def record_result(db: Database, settings: Settings, spooled: SpooledSeries, **kwargs: Any) -> int:
+    """What the classify step does: add a result and enqueue write-back in one transaction."""
+    with db.write() as session:
+        result = make_result(spooled.series_id, **kwargs)
+        session.add(result)
+        return enqueue_writeback(session, settings.writeback, result)
+
+
+def run_worker(settings: Settings, db: Database) -> int:
+    return Worker(settings, db, build_handlers(settings, db), sweep=False).run_until_idle()
+
+
+def jobs(db: Database) -> list[Job]:
+    with db.session() as session:
+        return list(session.scalars(select(Job).order_by(Job.id)))
+
+
+def writebacks(db: Database) -> list[Writeback]:
+    with db.session() as session:
+        return list(session.scalars(select(Writeback).order_by(Writeback.id)))
+
+
+def dciodvfy_errors(path: Path) -> list[str]:
+    assert DCIODVFY is not None
+    out = subprocess.run([DCIODVFY, str(path)], capture_output=True, text=True, timeout=60)
+    return [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Error")]

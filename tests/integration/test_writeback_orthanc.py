@@ -8,7 +8,6 @@ back from Orthanc's REST API, the files, and the store.
 from __future__ import annotations
 
 import io
-import shutil
 import subprocess
 import sys
 import time
@@ -20,19 +19,28 @@ from typing import Any
 import pytest
 from orthanc import Orthanc, find_orthanc, make_certificates
 from pydicom import dcmread
-from sqlalchemy import select, update
-from writeback_data import SpooledSeries, make_result, spool_series
+from sqlalchemy import update
+from writeback_data import (
+    DCIODVFY,
+    dciodvfy_errors,
+    jobs,
+    make_result,
+    node,
+    node_store,
+    record_result,
+    run_worker,
+    spool_series,
+    writebacks,
+)
 
-from ivcontrast.config import Settings, load_settings
+from ivcontrast.config import load_settings
 from ivcontrast.store.db import Database
-from ivcontrast.store.models import Job, JobState, Series, Writeback
-from ivcontrast.worker.service import Worker, build_handlers
+from ivcontrast.store.models import JobState, Series
+from ivcontrast.worker.service import build_handlers
 from ivcontrast.writeback import enqueue_writeback
 from ivcontrast.writeback.uids import WritebackUids
 
 pytestmark = pytest.mark.skipif(find_orthanc() is None, reason="Orthanc is not installed")
-
-DCIODVFY = shutil.which("dciodvfy")
 
 
 @pytest.fixture(scope="module")
@@ -54,46 +62,11 @@ def pacs(server: Orthanc, **kwargs: Any) -> dict[str, Any]:
     }
 
 
-def node(tmp_path: Path, destinations: list[dict[str, Any]], **writeback: Any) -> Settings:
-    overrides = {"data_dir": str(tmp_path / "data"), "writeback.destinations": destinations}
-    overrides.update({f"writeback.{k}": v for k, v in {"enabled": True, **writeback}.items()})
-    return load_settings(env={}, overrides=overrides)
-
-
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Database]:
-    db = Database(f"sqlite:///{tmp_path / 'data' / 'ivcontrast.db'}")  # the node's own store
-    db.upgrade()
+    db = node_store(tmp_path)
     yield db
     db.dispose()
-
-
-def record_result(db: Database, settings: Settings, spooled: SpooledSeries, **kwargs: Any) -> int:
-    """What the classify step does: add a result and enqueue write-back in one transaction."""
-    with db.write() as session:
-        result = make_result(spooled.series_id, **kwargs)
-        session.add(result)
-        return enqueue_writeback(session, settings.writeback, result)
-
-
-def run_worker(settings: Settings, db: Database) -> int:
-    return Worker(settings, db, build_handlers(settings, db), sweep=False).run_until_idle()
-
-
-def jobs(db: Database) -> list[Job]:
-    with db.session() as session:
-        return list(session.scalars(select(Job).order_by(Job.id)))
-
-
-def writebacks(db: Database) -> list[Writeback]:
-    with db.session() as session:
-        return list(session.scalars(select(Writeback).order_by(Writeback.id)))
-
-
-def dciodvfy_errors(path: Path) -> list[str]:
-    assert DCIODVFY is not None
-    out = subprocess.run([DCIODVFY, str(path)], capture_output=True, text=True, timeout=60)
-    return [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Error")]
 
 
 def study_instance_count(server: Orthanc, study_uid: str) -> int:
@@ -299,32 +272,6 @@ def test_nothing_is_sent_when_writeback_is_off(
     assert run_worker(off, store) == 0
     assert jobs(store)[0].state == JobState.PENDING
     assert study_instance_count(orthanc, spooled.study_uid) == 0
-
-
-# -- the folder destination -------------------------------------------------------------------
-
-
-def test_folder_destination(store: Database, tmp_path: Path) -> None:
-    out = tmp_path / "corrected"
-    settings = node(tmp_path, [{"kind": "folder", "name": "archive", "path": str(out)}])
-    spooled = spool_series(store, settings.spool_path, 3, contrast_agent="NO")
-    before = spooled.digests()
-    record_result(store, settings, spooled)
-    assert run_worker(settings, store) == 1
-    (row,) = writebacks(store)
-    assert (row.outcome, row.instances_sent, row.report_sent) == ("sent", 3, True)
-    copies = sorted((out / spooled.study_uid / row.copies_series_uid).iterdir())
-    reports = list((out / spooled.study_uid / row.report_series_uid).iterdir())
-    assert len(copies) == 3 and [r.name for r in reports] == [f"{row.report_sop_uid}.dcm"]
-    assert not list(out.rglob(".*"))  # no temporary files left behind
-    for path in copies:
-        ds = dcmread(path)
-        assert path.name == f"{ds.SOPInstanceUID}.dcm"
-        assert ds.ContrastBolusAgent == "IV CONTRAST"
-        assert ds.SeriesInstanceUID == row.copies_series_uid
-    assert spooled.digests() == before
-    if DCIODVFY:
-        assert dciodvfy_errors(copies[0]) == [] and dciodvfy_errors(reports[0]) == []
 
 
 # -- DICOM TLS --------------------------------------------------------------------------------

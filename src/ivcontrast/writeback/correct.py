@@ -19,7 +19,9 @@ from typing import Any, BinaryIO
 from highdicom import ContributingEquipment
 from pydicom import dcmread
 from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
 from pydicom.sr.codedict import codes
+from pydicom.uid import UID
 from pydicom.valuerep import DT
 
 from ivcontrast.writeback.policy import ContrastTags
@@ -128,7 +130,7 @@ def correct_dataset(ds: Dataset, plan: CopyPlan) -> Dataset:
         new_sop_uid = plan.uids.copy_sop_uid(original_sop_uid)
         edit.set("SeriesInstanceUID", plan.uids.copies_series_uid)
         edit.set("SOPInstanceUID", new_sop_uid)
-        ds.file_meta.MediaStorageSOPInstanceUID = new_sop_uid
+        ds.file_meta.MediaStorageSOPInstanceUID = UID(new_sop_uid)
         source = Dataset()
         source.ReferencedSOPClassUID = ds.SOPClassUID
         source.ReferencedSOPInstanceUID = original_sop_uid
@@ -153,11 +155,18 @@ def _record_previous(ds: Dataset, previous: Dataset, contribution: Contribution)
     ds.OriginalAttributesSequence = [*items, original]
 
 
+class UnreadableSource(ValueError):
+    """A spooled instance that is not a DICOM Part 10 file: retrying cannot help."""
+
+
 def write_corrected_copy(source: Path, target: BinaryIO, plan: CopyPlan) -> CopiedInstance:
     """Read ``source`` (never modified), write its corrected copy to ``target``."""
-    ds = dcmread(source, defer_size=DEFER_SIZE)
+    try:
+        ds = dcmread(source, defer_size=DEFER_SIZE)
+    except InvalidDicomError as exc:
+        raise UnreadableSource(f"{source}: not a DICOM file: {exc}") from exc
     if "TransferSyntaxUID" not in ds.file_meta:
-        raise ValueError(f"{source}: no file meta information (not a DICOM Part 10 file)")
+        raise UnreadableSource(f"{source}: no file meta information (not a DICOM Part 10 file)")
     correct_dataset(ds, plan)
     ds.save_as(target, enforce_file_format=True)
     return CopiedInstance(

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
@@ -39,6 +40,7 @@ from ivcontrast.writeback.correct import (
     Contribution,
     CopiedInstance,
     CopyPlan,
+    UnreadableSource,
     write_corrected_copy,
 )
 from ivcontrast.writeback.destinations import (
@@ -137,7 +139,7 @@ class WritebackHandler:
         attempt = Attempt(total=len(work.instances) if work.copies else 0)
         try:
             self._deliver(job, work, attempt, started)
-        except DestinationRejected as exc:
+        except (DestinationRejected, UnreadableSource) as exc:
             self._record(work, attempt, started, str(exc))
             raise PermanentJobError(str(exc)) from exc
         except Exception as exc:
@@ -257,7 +259,7 @@ class WritebackHandler:
                             work.study_uid,
                             work.uids.copies_series_uid,
                             work.uids.copy_sop_uid(instance.sop_instance_uid),
-                            lambda fh, source=source: write_corrected_copy(source, fh, plan),
+                            partial(write_corrected_copy, source, plan=plan),
                         )
                     )
             if work.report:

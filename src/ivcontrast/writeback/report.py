@@ -78,7 +78,7 @@ def build_report(
             header[keyword] = first_source[keyword]
         elif keyword in _COPIED_TYPE2:
             setattr(header, keyword, None)
-    evidence = []
+    evidence: list[Dataset] = []
     for source in sources:
         item = Dataset() if evidence else header
         item.StudyInstanceUID = first_source.StudyInstanceUID
