@@ -20,6 +20,7 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
 from ivcontrast import __version__
+from ivcontrast.classifier.tags import tag_says_contrast
 from ivcontrast.store.models import JobState, SeriesState, TagStatus, utcnow
 from ivcontrast.web import health as health_checks
 from ivcontrast.web import plot, queries
@@ -81,6 +82,12 @@ def _dicom_date(value: str | None) -> str:
     return value or "—"
 
 
+def _tag_claim(value: str | None) -> str:
+    """What a ContrastBolusAgent value claims, read as the results are."""
+    claim = tag_says_contrast(value)
+    return "missing" if claim is None else ("contrast" if claim else "no contrast")
+
+
 def _label_text(label: str | None) -> str:
     return {"contrast": "IV contrast", "no_contrast": "No IV contrast"}.get(label or "", "—")
 
@@ -95,6 +102,7 @@ def make_templates() -> Jinja2Templates:
         secs=_seconds,
         dicom_date=_dicom_date,
         label_text=_label_text,
+        tag_claim=_tag_claim,
     )
     env.globals.update(version=__version__, state_order=STATE_ORDER)
     return templates

@@ -27,12 +27,20 @@
     return Array.prototype.slice.call(document.querySelectorAll("img[data-thumb]"));
   }
 
+  // An image that failed (before or after this script ran) says so under it, once.
+  function markUnavailable(img) {
+    if (img.classList.contains("broken")) { return; }
+    img.classList.add("broken");
+    var cap = img.closest("figure").querySelector("figcaption");
+    if (cap) { cap.insertAdjacentText("beforeend", " (image unavailable)"); }
+  }
+
   function recordThumbnails() {
     var imgs = thumbImages();
     if (!imgs.length) { return; }
     var loaded = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; });
     var failed = imgs.filter(function (i) { return i.complete && i.naturalWidth === 0; });
-    failed.forEach(function (i) { i.classList.add("broken"); });
+    failed.forEach(markUnavailable);
     document.body.dataset.thumbsTotal = String(imgs.length);
     document.body.dataset.thumbsLoaded = String(loaded.length);
     document.body.dataset.thumbsFailed = String(failed.length);
@@ -43,8 +51,7 @@
     thumbImages().forEach(function (img) {
       img.addEventListener("load", recordThumbnails);
       img.addEventListener("error", function () {
-        var cap = img.closest("figure").querySelector("figcaption");
-        if (cap) { cap.insertAdjacentText("beforeend", " (image unavailable)"); }
+        markUnavailable(img);
         recordThumbnails();
       });
     });
