@@ -1,13 +1,14 @@
 """``ivcontrast web``: the HTTP API and dashboard only (no listener, no worker).
 
-Prints the URL it serves on (useful with ``--port 0``); Ctrl-C or SIGTERM stops it after
-open requests finish.
+Prints the URL it serves on (useful with ``--port 0``); SIGTERM or Ctrl-C stops it after
+open requests finish, with exit status 0.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 
 from ivcontrast.commands import CommandError
 from ivcontrast.config import Settings
@@ -25,21 +26,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    from ivcontrast.commands.worker import stop_on_signals
     from ivcontrast.store.db import Database
-    from ivcontrast.web.server import bind, url_of, uvicorn_server, warn_if_exposed
+    from ivcontrast.web.server import WebServer
 
     db = Database(settings.db_url)
+    # Restored on the way out, for callers of main() that outlive the command (tests).
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         db.upgrade()
+        stop = stop_on_signals()
+        server = WebServer(settings, db)
         try:
-            sock = bind(settings.web.host, settings.web.port)
+            url = server.start()
         except OSError as exc:
             raise CommandError(
                 f"{settings.web.host}:{settings.web.port}: cannot listen: {exc.strerror or exc}"
             ) from None
-        warn_if_exposed(settings)
-        print(f"ivcontrast web: serving {url_of(sock)}/", flush=True)
-        uvicorn_server(settings, db).run(sockets=[sock])
+        print(f"ivcontrast web: serving {url}/", flush=True)
+        try:
+            while not stop.wait(1.0):
+                pass
+        finally:
+            server.stop()
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         db.dispose()
     return 0
