@@ -2,7 +2,7 @@
 
 The slices are chosen from the indexed headers (no file opened): single-frame images sorted
 along the slice normal, one from the middle of each of ``count`` equal stretches of the
-series. Only the chosen files are decoded, with pydicom's fast path.
+series. Only the chosen files are decoded.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pydicom
-import pydicom.pixels
 from PIL import Image
 
+from ivcontrast.classifier.dicom_series import DicomSeries
+from ivcontrast.classifier.errors import VolumeError
 from ivcontrast.store.models import Instance
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 # Soft-tissue window: enhancing vessels and organs stand out from unenhanced ones.
 WINDOW_CENTER_HU = 40.0
 WINDOW_WIDTH_HU = 400.0
-AIR_HU = -1024.0
 
 
 class ThumbnailError(Exception):
@@ -108,22 +107,17 @@ def resolve(spool: Path, relative: str) -> Path:
 
 
 def render_png(path: Path, size: int) -> bytes:
-    """The slice at ``path`` in the soft-tissue window, at most ``size`` pixels a side."""
+    """The slice at ``path`` in the soft-tissue window, at most ``size`` pixels a side.
+
+    Decoded by the classifier's reader, so the picture shows the HU (rescale, padding) and
+    the in-plane orientation the model saw.
+    """
+    if not path.is_file():
+        raise ThumbnailError(f"{path.name}: file not found in the spool")
     try:
-        header = pydicom.dcmread(path, stop_before_pixels=True)
-        stored = pydicom.pixels.pixel_array(path)
-    except FileNotFoundError:
-        raise ThumbnailError(f"{path.name}: file not found in the spool") from None
-    except Exception as exc:  # pydicom raises many types for bad files
-        raise ThumbnailError(f"{path.name}: cannot decode pixel data: {exc}") from exc
-    if stored.ndim != 2:
-        raise ThumbnailError(f"{path.name}: not a single grey-scale frame (shape {stored.shape})")
-    slope = float(header.get("RescaleSlope", 1) or 1)
-    intercept = float(header.get("RescaleIntercept", 0) or 0)
-    hu = stored.astype(np.float32) * slope + intercept
-    padding = header.get("PixelPaddingValue")
-    if isinstance(padding, int):
-        hu[stored == padding] = AIR_HU
+        hu = DicomSeries.open([path]).read([0])[0]
+    except VolumeError as exc:
+        raise ThumbnailError(str(exc)) from None
     low = WINDOW_CENTER_HU - WINDOW_WIDTH_HU / 2
     grey = np.clip((hu - low) * (255.0 / WINDOW_WIDTH_HU), 0, 255).astype(np.uint8)
     image = Image.fromarray(grey)
