@@ -170,6 +170,23 @@ def test_correct_dataset_no_contrast_removes_the_details() -> None:
     assert previous.ContrastBolusAgent == "OMNIPAQUE 350" and previous.ContrastBolusVolume == 80
 
 
+@pytest.mark.parametrize(
+    ("label", "original", "expected"),
+    [
+        ("contrast", "OMNIPAQUE 350", "OMNIPAQUE 350"),  # agrees, and says more: kept
+        ("contrast", "NONE", "IV CONTRAST"),
+        ("contrast", None, "IV CONTRAST"),
+        ("no_contrast", "N", "N"),
+        ("no_contrast", "IOPAMIDOL", "NONE"),
+    ],
+)
+def test_an_agreeing_agent_is_kept(label: str, original: str | None, expected: str) -> None:
+    ds = ct_slice("1.2.3", "1.2.3.1", "1.2.3.9", 0, contrast_agent=original)
+    out = correct_dataset(ds, plan_for(label, policy(), "1.2.3.1"))
+    assert out.ContrastBolusAgent == expected
+    assert ("ContrastBolusRoute" in out) is (label == "contrast")
+
+
 def test_keep_uid_policy_keeps_uids_and_adds_no_self_reference() -> None:
     ds = ct_slice("1.2.3", "1.2.3.1", "1.2.3.9", 0)
     sop = ds.SOPInstanceUID

@@ -1,10 +1,11 @@
 """Corrected copies: one spooled instance in, one corrected instance out.
 
-The copy sets the Contrast/Bolus attributes per policy, gets new Series and SOP Instance
-UIDs (unless the policy keeps them), says in its SeriesDescription that it was corrected,
-names ivcontrast and the model in the Contributing Equipment Sequence, keeps the original
-values in the Original Attributes Sequence (reason CORRECT), and refers to its source
-instance in the Source Image Sequence. Pixel data and transfer syntax are left exactly as
+The copy sets the Contrast/Bolus attributes per policy (an original ContrastBolusAgent that
+already agrees with the label is kept), gets new Series and SOP Instance UIDs (unless the
+policy keeps them), says in its SeriesDescription that it was corrected, names ivcontrast
+and the model in the Contributing Equipment Sequence, keeps the original values in the
+Original Attributes Sequence (reason CORRECT), and refers to its source instance in the
+Source Image Sequence. Pixel data and transfer syntax are left exactly as
 they were: the data set is re-encoded, the pixel data bytes are not decoded.
 """
 
@@ -24,6 +25,7 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import UID
 from pydicom.valuerep import DT
 
+from ivcontrast.classifier.tags import tag_says_contrast
 from ivcontrast.writeback.policy import ContrastTags
 from ivcontrast.writeback.uids import WritebackUids
 
@@ -119,6 +121,10 @@ def correct_dataset(ds: Dataset, plan: CopyPlan) -> Dataset:
     edit = _Editor(ds)
     original_sop_uid = str(ds.SOPInstanceUID)
     for keyword, value in plan.tags.values.items():
+        if keyword == "ContrastBolusAgent" and (
+            tag_says_contrast(ds.get(keyword)) is plan.tags.contrast
+        ):
+            continue  # it already says so, maybe more precisely ('OMNIPAQUE 350'): kept
         edit.set(keyword, value)
     for keyword in plan.tags.remove:
         edit.remove(keyword)

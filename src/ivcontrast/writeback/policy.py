@@ -35,6 +35,7 @@ def selected(settings: WritebackSettings, label: str, probability: float, tag_st
 class ContrastTags:
     """Contrast/Bolus attributes to set (keyword -> value) and to remove, for one label."""
 
+    contrast: bool  # the label: IV contrast or not
     values: dict[str, str]
     remove: tuple[str, ...]
 
@@ -64,11 +65,11 @@ def contrast_tags(settings: WritebackSettings, label: str) -> ContrastTags:
             values["ContrastBolusRoute"] = settings.contrast_route
         if settings.contrast_ingredient:
             values["ContrastBolusIngredient"] = settings.contrast_ingredient
-        return ContrastTags(values, ())
+        return ContrastTags(True, values, ())
     if label == NO_CONTRAST:
         if settings.no_contrast_agent:
             return ContrastTags(
-                {"ContrastBolusAgent": settings.no_contrast_agent}, CONTRAST_BOLUS_DETAILS
+                False, {"ContrastBolusAgent": settings.no_contrast_agent}, CONTRAST_BOLUS_DETAILS
             )
-        return ContrastTags({}, ("ContrastBolusAgent", *CONTRAST_BOLUS_DETAILS))
+        return ContrastTags(False, {}, ("ContrastBolusAgent", *CONTRAST_BOLUS_DETAILS))
     raise ValueError(f"unknown label {label!r}")
