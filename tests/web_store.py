@@ -9,7 +9,6 @@ set, so the thumbnails show what the curve says.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import uuid
 from dataclasses import dataclass, field
@@ -20,6 +19,8 @@ import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
+from ivcontrast.classifier.package import CARD_FILE, ONNX_FILE, WEIGHTS_FILE, ModelCard
+from ivcontrast.classifier.preprocess import PreprocessConfig
 from ivcontrast.config import Settings, load_settings
 from ivcontrast.store.db import Database
 from ivcontrast.store.models import (
@@ -500,9 +501,19 @@ def web_settings(data_dir: Path, **overrides: object) -> Settings:
 
 
 def model_package(folder: Path) -> Path:
-    """A model package directory with just its card (what /health reads)."""
+    """A model package as /health sees it: a valid card and its two files (not a network)."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "card.json").write_text(
-        json.dumps({"name": "ivcontrast-effnet-b0", "version": "1.0.0"}), encoding="utf-8"
+    digests = {}
+    for name in (ONNX_FILE, WEIGHTS_FILE):
+        (folder / name).write_bytes(b"placeholder " + name.encode())
+        digests[name] = hashlib.sha256((folder / name).read_bytes()).hexdigest()
+    card = ModelCard(
+        name="ivcontrast-effnet-b0",
+        version="1.0.0",
+        architecture="efficientnet-b0",
+        preprocess=PreprocessConfig(),
+        regions=("chest",),
+        files=digests,
     )
+    (folder / CARD_FILE).write_text(card.to_json(), encoding="utf-8")
     return folder

@@ -322,6 +322,31 @@ def test_health_passes_with_database_spool_worker_and_model(node: Node) -> None:
     assert checks["spool"]["data"]["free_mb"] >= node.settings.scp.min_free_mb
     assert checks["workers"]["data"]["live"] == 1
     assert checks["model"]["data"]["loaded_by"] == ["host:42:abcd"]
+    assert checks["model"]["data"]["name"] == "ivcontrast-effnet-b0"
+
+
+def test_health_model_check_names_what_is_wrong(node: Node, tmp_path: Path) -> None:
+    broken = model_package(tmp_path / "broken")
+    (broken / "model.onnx").unlink()
+    settings = web_settings(node.settings.data_dir, **{"classifier.model": str(broken)})
+    with TestClient(create_app(settings, node.db)) as client:
+        model = client.get("/health").json()["checks"]["model"]
+    assert model["status"] == "fail" and "model.onnx: missing" in model["detail"]
+
+
+def test_health_warns_when_no_worker_has_the_classifier(node: Node) -> None:
+    from ivcontrast.store.models import Worker
+
+    with node.db.write() as session:
+        session.get(Worker, "host:42:abcd").kinds = "check"  # type: ignore[union-attr]
+    try:
+        response = node.client.get("/health")
+    finally:
+        with node.db.write() as session:
+            session.get(Worker, "host:42:abcd").kinds = "check,classify"  # type: ignore[union-attr]
+    assert response.status_code == 200  # a warning is not a failure
+    model = response.json()["checks"]["model"]
+    assert model["status"] == "warn" and "no live worker" in model["detail"]
 
 
 @pytest.mark.parametrize(

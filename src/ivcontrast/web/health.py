@@ -6,17 +6,15 @@ Four checks, each ``ok``, ``warn`` or ``fail``; any ``fail`` makes the answer 50
 - spool: free space at least ``scp.min_free_mb`` (below it the listener refuses C-STORE).
 - workers: some worker's heartbeat in the workers table is newer than
   ``web.worker_stale_seconds`` (read from the store, so it covers workers on other hosts).
-- model: the model package's card is readable (fail if not); a live worker that takes
-  classify jobs has it loaded (warn if none does).
+- model: the model package is there with a valid card (fail if not); a live worker that
+  takes classify jobs has it loaded (warn if none does).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from datetime import datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from ivcontrast import __version__
+from ivcontrast.classifier.errors import PackageError
+from ivcontrast.classifier.package import load_package, resolve_package_path
 from ivcontrast.config import Settings
 from ivcontrast.store.db import Database
 from ivcontrast.store.models import Series, Worker, utcnow
@@ -32,14 +32,6 @@ from ivcontrast.web.schemas import Check, HealthOut
 log = logging.getLogger(__name__)
 
 CLASSIFY_KIND = "classify"
-CARD = "card.json"
-
-
-def model_dir(settings: Settings) -> Path:
-    """The configured model package, or the bundled default."""
-    if settings.classifier.model is not None:
-        return settings.classifier.model
-    return Path(str(resources.files("ivcontrast") / "models" / "default"))
 
 
 def check_database(db: Database) -> Check:
@@ -109,26 +101,30 @@ def check_workers(workers: list[dict[str, Any]], stale_seconds: float) -> Check:
 
 
 def check_model(settings: Settings, workers: list[dict[str, Any]] | None) -> Check:
-    path = model_dir(settings)
-    card_path = path / CARD
+    # The card and both files must be there; the checksums are the loading worker's job
+    # (hashing the network on every probe would cost seconds).
+    path = resolve_package_path(settings.classifier.model)
     try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return Check(status="fail", detail=f"{card_path}: model package not found")
-    except (OSError, ValueError) as exc:
-        return Check(status="fail", detail=f"{card_path}: unreadable model card: {exc}")
-    if not isinstance(card, dict):
-        return Check(status="fail", detail=f"{card_path}: the model card is not a JSON object")
-    name = str(card.get("name", path.name))
-    version = str(card.get("version", "?"))
-    data: dict[str, Any] = {"path": str(path), "name": name, "version": version}
+        card = load_package(path, verify=False).card
+    except PackageError as exc:
+        return Check(status="fail", detail=str(exc), data={"path": str(path)})
+    data: dict[str, Any] = {
+        "path": str(path),
+        "name": card.name,
+        "version": card.version,
+        "architecture": card.architecture,
+        "threshold": card.threshold,
+        "regions": list(card.regions),
+    }
     loaders = [w["id"] for w in workers or [] if CLASSIFY_KIND in w["kinds"]]
     data["loaded_by"] = loaders
     if not loaders:
-        detail = f"{name} {version} available; no live worker has a classifier loaded"
+        detail = f"{card.name} {card.version} available; no live worker has a classifier loaded"
         return Check(status="warn", detail=detail, data=data)
     return Check(
-        status="ok", detail=f"{name} {version} loaded by {len(loaders)} worker(s)", data=data
+        status="ok",
+        detail=f"{card.name} {card.version} loaded by {len(loaders)} worker(s)",
+        data=data,
     )
 
 
