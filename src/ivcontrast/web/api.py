@@ -57,7 +57,9 @@ class ErrorOut(BaseModel):
     detail: str | list[dict[str, Any]] = Field(description="why (a list for invalid parameters)")
 
 
-NOT_FOUND = {404: {"model": ErrorOut, "description": "no such series"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorOut, "description": "no such series"}
+}
 
 
 class ResultFilterParams:

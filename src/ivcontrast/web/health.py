@@ -145,5 +145,7 @@ def health(settings: Settings, db: Database) -> HealthOut:
             else Check(status="fail", detail="database unreachable")
         )
     checks["model"] = check_model(settings, workers)
-    status = "fail" if any(c.status == "fail" for c in checks.values()) else "ok"
-    return HealthOut(status=status, version=__version__, checked_at=now, checks=checks)
+    failed = any(c.status == "fail" for c in checks.values())
+    return HealthOut(
+        status="fail" if failed else "ok", version=__version__, checked_at=now, checks=checks
+    )

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, func, select
+from sqlalchemy import ColumnElement, Select, and_, func, select
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.selectable import Subquery
 
@@ -295,7 +295,7 @@ def iter_results(session: Session, filt: ResultFilter, batch: int = 500) -> Iter
 def associations_page(
     session: Session, states: Sequence[str], calling_ae: str | None, limit: int, offset: int
 ) -> tuple[int, list[Association]]:
-    conditions = []
+    conditions: list[ColumnElement[bool]] = []
     if states:
         conditions.append(Association.state.in_(list(states)))
     if calling_ae is not None:
@@ -320,7 +320,7 @@ def jobs_page(
     offset: int,
 ) -> tuple[int, list[tuple[Job, str]]]:
     """Jobs with their series UID, newest first."""
-    conditions = []
+    conditions: list[ColumnElement[bool]] = []
     if kinds:
         conditions.append(Job.kind.in_(list(kinds)))
     if states:
@@ -348,7 +348,7 @@ def events_page(
     limit: int,
     offset: int,
 ) -> tuple[int, list[Event]]:
-    conditions = []
+    conditions: list[ColumnElement[bool]] = []
     if kinds:
         conditions.append(Event.kind.in_(list(kinds)))
     if series_uid is not None:
