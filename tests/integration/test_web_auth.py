@@ -106,6 +106,11 @@ def test_browser_signs_in_once_and_gets_a_cookie(store: tuple[Path, Database, Fi
     assert out.status_code == 303 and 'ivcontrast_session=""' in out.headers["set-cookie"]
 
 
+def test_sign_in_refuses_a_huge_form(store: tuple[Path, Database, Filled]) -> None:
+    response = client(store).post("/login", content=b"token=" + b"x" * 100_000)
+    assert response.status_code == 413
+
+
 def test_sign_in_never_redirects_off_site(store: tuple[Path, Database, Filled]) -> None:
     response = client(store).post("/login", data={"token": TOKEN, "next": "//evil.example/x"})
     assert response.headers["location"] == "/"

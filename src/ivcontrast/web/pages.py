@@ -30,6 +30,7 @@ from ivcontrast.web.auth import COOKIE, safe_next, session_value, token_matches
 from ivcontrast.web.context import WebContext
 
 PAGE_SIZE = 50
+MAX_LOGIN_BODY = 4096  # a token and a local path; anything longer is not a sign-in
 MAX_PAGE = MAX_OFFSET // PAGE_SIZE
 STATE_ORDER = [str(x) for x in SeriesState]
 JOB_STATES = [str(x) for x in JobState]
@@ -319,8 +320,12 @@ def build_router(ctx: WebContext) -> APIRouter:
         token = ctx.settings.web.token
         if token is None:
             return RedirectResponse("/", status_code=303)
-        body = (await request.body())[:4096].decode("utf-8", "replace")
-        form = parse_qs(body)
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_LOGIN_BODY:
+                return Response("sign-in form too large", status_code=413)
+        form = parse_qs(body.decode("utf-8", "replace"))
         given = (form.get("token") or [""])[0]
         target = safe_next((form.get("next") or ["/"])[0])
         if not token_matches(given, token):
