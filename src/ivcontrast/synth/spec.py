@@ -270,6 +270,7 @@ class SeriesPlan:
         row["image_type"] = "\\".join(self.image_type)
         row["window"] = f"{self.window[0]:g}/{self.window[1]:g}"
         row["tag_value"] = "" if self.tag_value is None else self.tag_value
+        row["tag_present"] = self.tag_value is not None
         row.update({f"patient_{k}": v for k, v in self.patient.items()})
         return row
 
@@ -385,8 +386,8 @@ def plan_series(spec: SeriesSpec) -> tuple[SeriesPlan, Anatomy]:
         circle = str(_choice(rng, ("air", "none"), [0.7, 0.3]))
 
     phase = spec.phase
-    tag = spec.tag or TagState(_choice(rng, tuple(TagState), list(spec.tag_rates)))
-    tag_value = _tag_value(rng, phase.contrast, tag)
+    tag = spec.tag or draw_tag_state(rng, spec.tag_rates)
+    value = tag_value(rng, phase.contrast, tag)
 
     position = spec.patient_position or str(
         _choice(rng, PATIENT_POSITIONS, [0.88, 0.06, 0.04, 0.02])
@@ -448,7 +449,7 @@ def plan_series(spec: SeriesSpec) -> tuple[SeriesPlan, Anatomy]:
         rescale_intercept=int(intercept),
         bits_stored=bits_stored,
         tag_state=tag.value,
-        tag_value=tag_value,
+        tag_value=value,
         arms=arms,
         oral_contrast=bool(rng.random() < 0.08),
         injected_dense=bool(phase is Phase.ARTERIAL and rng.random() < 0.7),
@@ -472,8 +473,17 @@ def plan_series(spec: SeriesSpec) -> tuple[SeriesPlan, Anatomy]:
     return plan, anatomy
 
 
-def _tag_value(rng: np.random.Generator, contrast: bool, tag: TagState) -> str | None:
-    """ContrastBolusAgent's value; None = absent, '' = present but empty."""
+def draw_tag_state(rng: np.random.Generator, rates: tuple[float, float, float]) -> TagState:
+    """Correct, missing or wrong with the given rates."""
+    return TagState(_choice(rng, tuple(TagState), list(rates)))
+
+
+def tag_value(rng: np.random.Generator, contrast: bool, tag: TagState) -> str | None:
+    """ContrastBolusAgent's value; None = absent, '' = present but empty.
+
+    Correct and wrong follow the study's reading: 'N', 'n' and 'NO' mean no contrast,
+    any other value means contrast.
+    """
     if tag is TagState.MISSING:
         return None if rng.random() < 0.8 else ""
     says_contrast = contrast == (tag is TagState.CORRECT)
