@@ -13,6 +13,7 @@ from test_classifier_backends import write_tiny_package
 from test_classifier_dicom import make_phantom, write_series
 from test_classifier_volume import ras_array
 
+from ivcontrast.classifier import engine
 from ivcontrast.classifier.aggregate import Aggregation, sigmoid
 from ivcontrast.classifier.backends import OnnxBackend
 from ivcontrast.classifier.engine import Classifier, postprocess, predict
@@ -124,6 +125,16 @@ def test_from_settings(package: ModelPackage, tmp_path: Path) -> None:
     assert isinstance(classifier.backend, OnnxBackend)
     with pytest.raises(PackageError, match="not found"):
         Classifier.from_settings(ClassifierSettings(model=tmp_path / "absent"))
+
+
+def test_no_configured_model_uses_the_bundled_default(
+    package: ModelPackage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine, "resolve_package_path", lambda model: model or package.path)
+    assert Classifier.from_settings(ClassifierSettings(device="cpu")).card.name == "tiny"
+    monkeypatch.setattr(engine, "resolve_package_path", lambda model: tmp_path / "none")
+    with pytest.raises(PackageError, match="no bundled default model"):
+        Classifier.from_settings(ClassifierSettings())
 
 
 def test_a_corrupt_chosen_slice_fails_the_series_naming_the_file(

@@ -13,6 +13,7 @@ from ivcontrast.classifier.errors import VolumeError
 from ivcontrast.classifier.preprocess import (
     PREPROCESS_ALGORITHM,
     PreprocessConfig,
+    apply_windows,
     body_masks,
     plan_samples,
     prepare_slices,
@@ -95,6 +96,12 @@ def test_windows_map_fixed_hu_to_fixed_values() -> None:
         np.testing.assert_allclose(centre[:, c], value, atol=1e-5)
     corner = model_input.x[:, :, 0, 0]  # air
     np.testing.assert_allclose(corner, [[0, 0, 0]] * 2)
+    # The resized HU are kept, and windowing them again gives the same input.
+    np.testing.assert_allclose(model_input.hu[:, 12:20, 12:20], 100.0, atol=1e-3)
+    np.testing.assert_array_equal(apply_windows(model_input.hu, config.windows), model_input.x)
+    assert apply_windows(np.array([[[-300.0, 0.0], [150.0, 2000.0]]]), [(-200, 200)]).tolist() == [
+        [[[0.0, 0.5], [0.875, 1.0]]]
+    ]
 
 
 def test_crop_centres_the_body_and_scales_by_its_size() -> None:

@@ -19,6 +19,7 @@ import numpy as np
 from ivcontrast.classifier.aggregate import aggregate, sigmoid
 from ivcontrast.classifier.backends import Backend, select_backend
 from ivcontrast.classifier.dicom_series import DicomSeries
+from ivcontrast.classifier.errors import PackageError
 from ivcontrast.classifier.package import (
     ModelCard,
     ModelPackage,
@@ -126,7 +127,13 @@ class Classifier:
     @classmethod
     def from_settings(cls, settings: ClassifierSettings) -> Classifier:
         """The configured package (or the bundled default), verified, on the configured device."""
-        package = load_package(resolve_package_path(settings.model), verify=True)
+        path = resolve_package_path(settings.model)
+        if settings.model is None and not path.is_dir():
+            raise PackageError(
+                f"{path}: no bundled default model in this installation; "
+                "set classifier.model to a model package directory"
+            )
+        package = load_package(path, verify=True)
         backend = select_backend(settings.device, package, settings.threads, settings.batch_size)
         return cls(package, backend)
 

@@ -302,12 +302,18 @@ def _export_onnx(net: nn.Module, card: ModelCard, path: Path) -> None:
     # Batch 2 in the example, so the exporter cannot specialise the batch axis to 1.
     example = torch.zeros(2, card.input_channels, card.input_size, card.input_size)
     batch = torch.export.Dim("batch", min=1, max=65536)
-    # The exporter's graph passes log every step at INFO; keep them for DEBUG.
-    quiet = [logging.getLogger(name) for name in ("onnx_ir", "onnxscript")]
-    levels = [logger.level for logger in quiet]
+    # The exporter's graph passes log every step at INFO, and its op registry warns that
+    # torchvision (which we do not use) is missing; keep both for DEBUG.
+    quiet = {
+        "onnx_ir": logging.WARNING,
+        "onnxscript": logging.WARNING,
+        "torch.onnx._internal.exporter._registration": logging.ERROR,
+    }
+    loggers = [logging.getLogger(name) for name in quiet]
+    levels = [logger.level for logger in loggers]
     if not log.isEnabledFor(logging.DEBUG):
-        for logger in quiet:
-            logger.setLevel(logging.WARNING)
+        for logger, level in zip(loggers, quiet.values(), strict=True):
+            logger.setLevel(level)
     try:
         torch.onnx.export(
             net,
@@ -322,7 +328,7 @@ def _export_onnx(net: nn.Module, card: ModelCard, path: Path) -> None:
             verbose=False,
         )
     finally:
-        for logger, level in zip(quiet, levels, strict=True):
+        for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
 
 

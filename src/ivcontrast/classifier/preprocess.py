@@ -117,6 +117,7 @@ class ModelInput:
     """The model's input for one volume, and where each slice came from."""
 
     x: np.ndarray  # (m, channels, size, size) float32 in [0, 1]
+    hu: np.ndarray  # (m, size, size) float32: x == apply_windows(hu, config.windows)
     source: str  # the source's description, for messages and records
     slice_indices: np.ndarray  # (m,) centre slice of each sample, index into the sorted stack
     z_mm: np.ndarray  # (m,) position of that slice along the normal
@@ -223,6 +224,7 @@ def _crop_resize(
 @dataclass(frozen=True, eq=False)
 class PreparedSlices:
     x: np.ndarray  # (kept, channels, size, size)
+    hu: np.ndarray  # (kept, size, size): the cropped, resized HU the windows were taken from
     keep: np.ndarray  # (n,) bool: slices with enough body
     body_area_mm2: np.ndarray  # (n,)
     pixel_mm: np.ndarray  # (kept,)
@@ -237,7 +239,7 @@ def prepare_slices(
     area = masks.sum(axis=(1, 2)).astype(np.float64) * cell[0] * cell[1]
     keep = area >= max(config.min_body_area_mm2, 1e-9)
     kept = np.flatnonzero(keep)
-    x = np.empty((len(kept), config.channels, config.size, config.size), dtype=np.float32)
+    resized = np.empty((len(kept), config.size, config.size), dtype=np.float32)
     pixel_mm = np.empty(len(kept))
     # One coarse cell of slack around the mask, so the skin is never cut.
     slack = ndimage.binary_dilation(masks[kept], _CROSS_3D)
@@ -258,11 +260,27 @@ def prepare_slices(
         side = max(bottom - top, right - left) + 2 * config.crop_margin_mm
         box = np.array([(top + bottom) / 2, (left + right) / 2, side])
         body = np.where(slack[j][row_cell[:, None], col_cell[None, :]], hu[i], np.float32(AIR_HU))
-        resized = _crop_resize(body, pixel_spacing, box, config.size)
-        for c, (lo, hi) in enumerate(config.windows):
-            x[j, c] = np.clip((resized - lo) / (hi - lo), 0.0, 1.0)
+        resized[j] = _crop_resize(body, pixel_spacing, box, config.size)
         pixel_mm[j] = side / config.size
-    return PreparedSlices(x=x, keep=keep, body_area_mm2=area, pixel_mm=pixel_mm)
+    return PreparedSlices(
+        x=apply_windows(resized, config.windows),
+        hu=resized,
+        keep=keep,
+        body_area_mm2=area,
+        pixel_mm=pixel_mm,
+    )
+
+
+def apply_windows(hu: np.ndarray, windows: Sequence[tuple[float, float]]) -> np.ndarray:
+    """HU (..., S, S) to channels (..., len(windows), S, S) in [0, 1], one per fixed window.
+
+    Step 4 on its own, for a training cache that stores ``ModelInput.hu`` and augments HU
+    (offsets within scanner tolerance, noise) before windowing.
+    """
+    out = np.empty((*hu.shape[:-2], len(windows), *hu.shape[-2:]), dtype=np.float32)
+    for c, (lo, hi) in enumerate(windows):
+        np.clip((hu - lo) / (hi - lo), 0.0, 1.0, out=out[..., c, :, :])
+    return out
 
 
 def _chunks(groups: Sequence[np.ndarray]) -> list[list[np.ndarray]]:
@@ -288,7 +306,7 @@ def preprocess(source: SliceSource, config: PreprocessConfig) -> ModelInput:
             f"{source.description}: not an axial stack (slice normal {np.round(geometry.normal, 3).tolist()})"
         )
     groups = plan_samples(geometry.z_mm, config.num_slices, config.slab_mm)
-    xs, centres, areas, pixels = [], [], [], []
+    xs, hus, centres, areas, pixels = [], [], [], [], []
     read_s = prepare_s = 0.0
     for chunk in _chunks(groups):
         t0 = time.perf_counter()
@@ -306,6 +324,7 @@ def preprocess(source: SliceSource, config: PreprocessConfig) -> ModelInput:
         prepare_s += t2 - t1
         chunk_centres = np.array([int(g[0]) for g in chunk])
         xs.append(prepared.x)
+        hus.append(prepared.hu)
         centres.append(chunk_centres[prepared.keep])
         areas.append(prepared.body_area_mm2[prepared.keep])
         pixels.append(prepared.pixel_mm)
@@ -325,6 +344,7 @@ def preprocess(source: SliceSource, config: PreprocessConfig) -> ModelInput:
     )
     return ModelInput(
         x=np.concatenate(xs),
+        hu=np.concatenate(hus),
         source=source.description,
         slice_indices=slice_indices,
         z_mm=geometry.z_mm[slice_indices],
