@@ -187,7 +187,7 @@ def encapsulated(ds: Dataset, transfer_syntax: str) -> Dataset:
     out = ds.copy()
     out.file_meta = ds.file_meta.copy()
     if transfer_syntax == RLELossless:
-        out.compress(RLELossless, encoding_plugin="pydicom")
+        out.compress(RLELossless, encoding_plugin="pydicom", generate_instance_uid=False)
         return out
     frame = b"\xff\xd8" + bytes(ds.PixelData[:4096]) + b"\xff\xd9"
     out.PixelData = encapsulate([frame])

@@ -165,6 +165,13 @@ class ScpProcess:
         except ProcessLookupError:
             pass
         self.proc.wait(30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # the listener processes die a moment later
+            try:
+                os.killpg(self.proc.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
 
     def __enter__(self) -> ScpProcess:
         self.start()
@@ -196,12 +203,17 @@ def parse_storescu(output: str) -> list[Path]:
 
 
 def storescu_command(
-    port: int, files: Sequence[Path], called: str = AE_TITLE, calling: str = "STORESCU"
+    port: int,
+    files: Sequence[Path],
+    called: str = AE_TITLE,
+    calling: str = "STORESCU",
+    extra: Sequence[str] = (),
 ) -> list[str]:
     return [
         dcmtk("storescu"),
         "-v",
         "-nh",  # go on after a failure status
+        *extra,
         "-aet",
         calling,
         "-aec",
@@ -218,9 +230,11 @@ def storescu(
     called: str = AE_TITLE,
     calling: str = "STORESCU",
     timeout: float = 120.0,
+    extra: Sequence[str] = (),
 ) -> StorescuResult:
+    """Send ``files`` on one association; ``extra``: more storescu options (e.g. ``-xr``)."""
     out = subprocess.run(
-        storescu_command(port, files, called, calling),
+        storescu_command(port, files, called, calling, extra),
         env={**os.environ, **DCMTK_ENV},
         capture_output=True,
         text=True,

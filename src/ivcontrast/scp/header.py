@@ -27,7 +27,8 @@ from pydicom.uid import (
 from ivcontrast.store.ingest import InstanceHeader
 
 LAST_TAG = 0x0028FFFF  # the last element the store needs lives in group 0028
-INFLATE_LIMIT = 1 << 20  # a deflated header is found in the first MiB of inflated bytes
+INFLATE_LIMIT = 1 << 20
+UNDEFINED_LENGTH = 0xFFFFFFFF  # a deflated header is found in the first MiB of inflated bytes
 
 
 class HeaderError(ValueError):
@@ -58,6 +59,12 @@ def read_header(data: BinaryIO, transfer_syntax: str) -> Dataset:
         raise HeaderError(f"dataset header cannot be parsed: {type(exc).__name__}: {exc}") from None
     if len(ds) == 0:
         raise HeaderError("dataset is empty")
+    end = data.seek(0, io.SEEK_END)
+    for elem in ds.elements():
+        # pydicom reads a value that runs past the end of the data without complaint.
+        if isinstance(elem, RawDataElement) and elem.length != UNDEFINED_LENGTH:
+            if elem.value_tell + elem.length > end:
+                raise HeaderError(f"element {elem.tag} runs past the end of the dataset")
     return ds
 
 

@@ -274,7 +274,7 @@ def _fsync_dir(path: Path) -> None:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a process with this id runs on this host."""
+    """Whether a process with this id runs on this host (a zombie does not run)."""
     if pid <= 0:
         return False
     try:
@@ -283,7 +283,11 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (not Linux): the signal check is all we have
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def reconcile(spool: Spool, db: Database) -> int:

@@ -1,0 +1,463 @@
+"""Event-driven reactors for pynetdicom's acceptor, and the listening socket's options.
+
+pynetdicom 3.0 runs two polling loops per association: the DUL thread and the association
+thread each sleep 1 ms whenever they find nothing to do. A C-STORE exchange crosses
+between them several times (PDUs in, the complete message to the handler, the response
+back to the socket), so on a single association most of the time per image is spent
+asleep: a listener that only writes the received bytes tops out near 160 images/s.
+
+Here the two threads wait on what they are waiting for instead: the DUL thread in
+``select()`` on the peer's socket and a wake-up pipe (written when the association thread
+queues a primitive to send), the association thread on an event set whenever a message or
+an ACSE primitive is queued for it. The state machine, the PDU codecs and the service
+classes are pynetdicom's own; only the two loops (and a socket read that fills a buffer
+in one call instead of 4 KiB at a time) are replaced.
+
+These classes override private parts of pynetdicom, so they are used only with the 3.0
+series they were written against; with any other version the listener falls back to
+pynetdicom's own classes (correct, only slower) and says so in the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import select
+import socket
+import ssl
+import struct
+import threading
+import time
+from datetime import datetime
+from typing import Any
+
+import pynetdicom
+from pynetdicom import evt
+from pynetdicom._globals import MODE_ACCEPTOR
+from pynetdicom.association import Association
+from pynetdicom.dimse import DIMSEServiceProvider
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.dul import DULServiceProvider
+from pynetdicom.pdu import A_ABORT_RQ
+from pynetdicom.pdu_primitives import P_DATA
+from pynetdicom.transport import (
+    AssociationSocket,
+    RequestHandler,
+    ThreadedAssociationServer,
+)
+
+log = logging.getLogger(__name__)
+
+FAST_REACTOR = pynetdicom.__version__.startswith("3.0.")
+IDLE_WAIT = 0.05  # seconds; bounds how late the timers (ARTIM, network timeout) are checked
+RECEIVE_BUFFER = 4 << 20  # lets a sender put a whole CT slice on the wire without waiting
+
+
+class _WakeQueue(queue.Queue):  # type: ignore[type-arg]
+    """A queue that calls ``wake`` after each put."""
+
+    def __init__(self, wake: Any) -> None:
+        super().__init__()
+        self._wake = wake
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        super().put(item, block, timeout)
+        self._wake()
+
+
+class FastDUL(DULServiceProvider):
+    """pynetdicom's DUL provider with a loop that blocks in select() instead of sleeping."""
+
+    def __init__(self, assoc: Association) -> None:
+        super().__init__(assoc)
+        self._wake_lock = threading.Lock()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self.to_provider_queue = _WakeQueue(self.wake)
+
+    def wake(self) -> None:
+        # The lock keeps a late wake-up from writing to a descriptor number the closed pipe
+        # has already handed back to the process (it could be a spool file by then).
+        with self._wake_lock:
+            if self._wake_w >= 0:
+                try:
+                    os.write(self._wake_w, b"\0")
+                except BlockingIOError:
+                    pass  # the pipe is full of wake-ups already
+
+    def kill_dul(self) -> None:
+        self._kill_thread = True
+        self.wake()
+
+    def stop_dul(self) -> bool:
+        if self.state_machine.current_state != "Sta1":
+            return False
+        self._kill_thread = True
+        self.wake()
+        while self.is_alive():
+            time.sleep(0.0005)
+        return True
+
+    def run_reactor(self) -> None:
+        try:
+            self._reactor()
+        finally:
+            with self._wake_lock:
+                os.close(self._wake_r)
+                os.close(self._wake_w)
+                self._wake_r = self._wake_w = -1
+
+    def _reactor(self) -> None:
+        self._idle_timer.start()
+        while True:
+            if not self.assoc._dul_ready.is_set():
+                self.assoc._dul_ready.set()
+            if self._kill_thread:
+                return
+            if self.artim_timer.expired:
+                self.event_queue.put("Evt18")
+            try:
+                if self._process_recv_primitive():
+                    pass
+                elif self._is_transport_event():
+                    self._idle_timer.restart()
+            except Exception as exc:
+                self._abort_hard(exc)
+                return
+            try:
+                event = self.event_queue.get(block=False)
+            except queue.Empty:
+                self._wait(IDLE_WAIT)
+                continue
+            self.state_machine.do_action(event)
+
+    def _abort_hard(self, exc: Exception) -> None:
+        # As pynetdicom does: bypass the state machine, send an A-ABORT and stop.
+        log.error("exception in the DUL reactor, aborting association: %s", exc, exc_info=exc)
+        abort_pdu = A_ABORT_RQ()
+        abort_pdu.source = 0x02
+        abort_pdu.reason_diagnostic = 0x00
+        if self.socket is not None:
+            self.socket.send(abort_pdu.encode())
+        self.assoc.is_aborted = True
+        self.assoc.is_established = False
+        self.assoc._kill = True
+        self._kill_thread = True
+
+    def _wait(self, timeout: float) -> None:
+        """Block until the peer sends, a primitive is queued, or ``timeout`` passes."""
+        waitables: list[Any] = [self._wake_r]
+        wrapper = self.socket
+        sock = wrapper.socket if wrapper is not None and wrapper._is_connected else None
+        if sock is not None:
+            if isinstance(sock, ssl.SSLSocket) and sock.pending():
+                return  # decrypted bytes are buffered; select() cannot see them
+            if sock.fileno() >= 0:
+                waitables.append(sock)
+        try:
+            ready, _, _ = select.select(waitables, [], [], timeout)
+        except (OSError, ValueError):
+            time.sleep(0.001)  # the socket closed under us; the next loop notices
+            return
+        if self._wake_r in ready:
+            try:
+                while os.read(self._wake_r, 4096):
+                    pass
+            except BlockingIOError:
+                pass
+
+
+def encode_c_store_rsp(rsp: C_STORE) -> bytes:
+    """The command set of a C-STORE-RSP, implicit VR little endian (PS3.7 9.3.1.2)."""
+
+    def ui(element: int, value: str) -> bytes:
+        raw = value.encode("ascii")
+        if len(raw) % 2:
+            raw += b"\0"
+        return struct.pack("<HHI", 0x0000, element, len(raw)) + raw
+
+    def us(element: int, value: int) -> bytes:
+        return struct.pack("<HHIH", 0x0000, element, 2, value)
+
+    body = b"".join(
+        (
+            ui(0x0002, str(rsp.AffectedSOPClassUID)),
+            us(0x0100, 0x8001),
+            us(0x0120, int(rsp.MessageIDBeingRespondedTo)),  # type: ignore[arg-type]
+            us(0x0800, 0x0101),  # no data set follows
+            us(0x0900, int(rsp.Status)),  # type: ignore[arg-type]
+            ui(0x1000, str(rsp.AffectedSOPInstanceUID)),
+        )
+    )
+    return struct.pack("<HHII", 0x0000, 0x0000, 4, len(body)) + body
+
+
+class FastDIMSE(DIMSEServiceProvider):
+    """Sends a plain C-STORE response without building and encoding a pydicom Dataset.
+
+    Every other message, a response that carries optional fields, and any association
+    with EVT_DIMSE_SENT handlers (pynetdicom's debug logging) take pynetdicom's own path.
+    """
+
+    def send_msg(self, primitive: Any, context_id: int) -> None:
+        if (
+            type(primitive) is C_STORE
+            and primitive.MessageIDBeingRespondedTo is not None
+            and primitive.ErrorComment is None
+            and primitive.OffendingElement is None
+            and primitive.AffectedSOPClassUID
+            and primitive.AffectedSOPInstanceUID
+            and not self.assoc.get_handlers(evt.EVT_DIMSE_SENT)
+        ):
+            command = encode_c_store_rsp(primitive)
+            if self.maximum_pdu_size == 0 or len(command) + 7 <= self.maximum_pdu_size:
+                pdata = P_DATA()
+                # 0x03: a command fragment, and the last one
+                pdata.presentation_data_value_list = [[context_id, b"\x03" + command]]
+                self.dul.send_pdu(pdata)
+                return
+        super().send_msg(primitive, context_id)
+
+
+class FastAssociation(Association):
+    """An acceptor whose reactor waits on an event instead of polling every millisecond."""
+
+    def __init__(self, ae: Any, mode: str) -> None:
+        super().__init__(ae, mode)
+        self._wake = threading.Event()
+        self.dul = FastDUL(self)
+        self.dul.to_user_queue = _WakeQueue(self._wake.set)
+        self.dimse = FastDIMSE(self)
+        self.dimse.msg_queue = _WakeQueue(self._wake.set)
+
+    def kill(self) -> None:
+        self._wake.set()
+        super().kill()
+
+    def _run_reactor(self) -> None:
+        self._is_paused = False
+        while not self._kill:
+            self._wake.wait(IDLE_WAIT)
+            self._wake.clear()
+            # Paused while an acceptor-side send_*() runs (as in pynetdicom).
+            self._is_paused = True
+            self._reactor_checkpoint.wait()
+            self._is_paused = False
+
+            while not self._kill:
+                context_id, msg = self.dimse.get_msg(block=False)
+                if msg is None:
+                    break
+                self._serve_request(msg, context_id)  # type: ignore[arg-type]
+
+            if self.is_established and self.acse.is_release_requested():
+                self.acse.send_release(is_response=True)
+                self.is_released = True
+                self.is_established = False
+                evt.trigger(self, evt.EVT_RELEASED, {})
+                self.kill()
+                return
+            if self.acse.is_aborted():
+                self.dul.receive_pdu(wait=False)
+                self.is_aborted = True
+                self.is_established = False
+                evt.trigger(self, evt.EVT_ABORTED, {})
+                self.kill()
+                return
+            if not self.dul.is_alive():
+                self.kill()
+                return
+            if self.dul.idle_timer_expired():
+                log.warning("network timeout on association %s, aborting", self.name)
+                self.abort()
+                self.kill()
+                return
+
+
+class FastSocket(AssociationSocket):
+    """Reads a whole PDU with ``recv_into`` instead of 4 KiB ``recv`` calls."""
+
+    def recv(self, nr_bytes: int) -> bytearray:
+        sock = self.socket
+        assert sock is not None
+        buf = bytearray(nr_bytes)
+        got = 0
+        with memoryview(buf) as view:
+            while got < nr_bytes:
+                n = sock.recv_into(view[got:])
+                if not n:
+                    break
+                got += n
+        if got < nr_bytes:
+            del buf[got:]  # connection closed early; the DUL sees the short PDU
+        return buf
+
+
+class ListenerRequestHandler(RequestHandler):
+    """Creates each acceptor with the fast reactor (pynetdicom 3.0.x only)."""
+
+    def _create_association(self) -> Association:
+        if not FAST_REACTOR:
+            return super()._create_association()
+        # As RequestHandler._create_association in pynetdicom 3.0, with our classes, and no
+        # deep copy of the supported contexts: negotiation reads them, never changes them,
+        # and copying ~150 storage contexts costs milliseconds per association.
+        server = self.server
+        assoc = FastAssociation(self.ae, MODE_ACCEPTOR)
+        assoc._server = server
+        assoc.name = f"AcceptorThread@{datetime.now():%Y%m%d%H%M%S}"
+        assoc.set_socket(FastSocket(assoc, client_socket=self.request))  # type: ignore[arg-type]
+        assoc.acceptor.maximum_length = self.ae.maximum_pdu_size
+        assoc.acceptor.ae_title = server.ae_title
+        assoc.acceptor.address_info = self.local
+        assoc.acceptor.implementation_class_uid = self.ae.implementation_class_uid
+        assoc.acceptor.implementation_version_name = self.ae.implementation_version_name
+        assoc.acceptor.supported_contexts = list(server.contexts)
+        assoc.requestor.address_info = self.remote
+        for event, handlers in server._handlers.items():
+            if event.is_intervention and handlers:
+                assoc.bind(event, *handlers)
+            elif isinstance(event, evt.NotificationEvent):
+                for handler, args in handlers:  # type: ignore[misc]
+                    assoc.bind(event, handler, args)
+        return assoc
+
+
+class ListenerServer(ThreadedAssociationServer):
+    """The association server: a large receive buffer, TCP_NODELAY, and optionally a
+    listening socket shared with other listener processes.
+
+    A shared socket is accepted from by every process that holds it; it is non-blocking
+    so that a process that loses the race for a connection goes back to waiting instead
+    of blocking in accept(). To spread associations over the processes, each one posts
+    how many associations it serves on a shared ``load_board`` and leaves a new
+    connection, for up to ``DEFER_MAX`` seconds, to a process that serves fewer. This
+    spreads better than SO_REUSEPORT's hash of the peer's address (with 4 associations on
+    2 processes that hash put 3 or 4 on one process in 2 of 3 trials), and costs nothing
+    when every process is equally busy (one association per image, say).
+    """
+
+    daemon_threads = True
+    DEFER_MAX = 0.2
+    NOT_ACCEPTING = 1 << 30  # a board value for a process that is not (yet) accepting
+
+    def __init__(
+        self,
+        *args: Any,
+        listen_socket: socket.socket | None = None,
+        load_board: tuple[Any, int] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._shared = listen_socket
+        self._board = load_board
+        self._starting = 0  # accepted connections whose association thread is not up yet
+        self._starting_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+        self.post_load()
+
+    def busy(self) -> int:
+        """Associations this process serves or is starting."""
+        return self._starting + len(self.active_associations)
+
+    def post_load(self) -> int:
+        busy = self.busy()
+        if self._board is not None:
+            board, index = self._board
+            board[index] = busy
+        return busy
+
+    def _idler_elsewhere(self, busy: int) -> bool:
+        if self._board is None:
+            return False
+        board, index = self._board
+        return any(board[i] < busy for i in range(len(board)) if i != index)
+
+    def _handle_request_noblock(self) -> None:
+        deadline = time.monotonic() + self.DEFER_MAX
+        while self._idler_elsewhere(self.post_load()) and time.monotonic() < deadline:
+            try:
+                ready, _, _ = select.select([self.socket], [], [], 0.002)
+            except (OSError, ValueError):
+                return
+            if not ready:
+                return  # an idler process took it
+        super()._handle_request_noblock()  # type: ignore[misc]
+
+    def service_actions(self) -> None:
+        super().service_actions()
+        self.post_load()  # associations that ended since the last accept
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._starting_lock:
+            self._starting += 1
+        self.post_load()
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._started()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._started()  # the association thread (if any) is running by now
+
+    def _started(self) -> None:
+        with self._starting_lock:
+            self._starting -= 1
+
+    def server_bind(self) -> None:
+        assert self.socket is not None
+        if self._shared is not None:
+            self.socket.close()
+            self.socket = self._shared
+            self.socket.setblocking(False)
+            self.server_address = self.socket.getsockname()
+            return
+        # Before listen(), so that accepted sockets inherit it and the window scale is
+        # negotiated for it.
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        super().server_bind()
+
+    def server_activate(self) -> None:
+        if self._shared is None:
+            super().server_activate()
+
+    def server_close(self) -> None:
+        if self._shared is None:
+            super().server_close()
+        else:
+            # Never shutdown() a shared listening socket: that stops it for every process.
+            self._shared.close()
+
+    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+        assert self.socket is not None
+        client, address = self.socket.accept()
+        # Small C-STORE responses must not wait for Nagle's algorithm.
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.ssl_context:
+            # The handshake happens on the association's first read, in its own thread:
+            # done here, one silent client would hold up every other connection.
+            client.settimeout(self.ae.network_timeout)
+            client = self.ssl_context.wrap_socket(
+                client, server_side=True, do_handshake_on_connect=False
+            )
+        return client, address
+
+
+def listening_socket(host: str, port: int, backlog: int = 128) -> socket.socket:
+    """A listening TCP socket for listener processes to share (port 0: any free port)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        sock.bind((host, port))
+        sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
