@@ -9,12 +9,13 @@ The shapes are listed in painting order; each slice paints the ones its plane cr
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ivcontrast.synth.geometry import Blob, Capsule, DomeFill, Ellipse, Layer, Shape, Tube, interp
+from ivcontrast.synth.geometry import Blob, Capsule, DomeFill, Ellipse, Layer, Shape, Tube
 from ivcontrast.synth.physiology import LABEL
 
 Rng = np.random.Generator
@@ -96,10 +97,15 @@ class Anatomy:
         return [self.shapes[i] for i in idx]
 
     def body_extent(self, z: float) -> tuple[float, float, float, float]:
-        """Centre and half axes (x, y, a, b) of the outer body outline at z, in mm."""
-        cx, cy, a, b = interp(z, self.outline.zk, self.outline.params)
-        coef = interp(z, self.outline.zk, self.outline.layers[0].coef)
-        return cx, cy, a + coef[0] + abs(coef[3]), b + coef[0] + abs(coef[3]) + abs(coef[2])
+        """Centre and half sizes (x, y, half width, half depth) of the trunk's outline
+        at z, in mm (arms not included)."""
+        x, y = self.outline.border(z)
+        return (
+            float(x.max() + x.min()) / 2,
+            float(y.max() + y.min()) / 2,
+            float(x.max() - x.min()) / 2,
+            float(y.max() - y.min()) / 2,
+        )
 
 
 # The body's landmarks, nominal z in mm for an average adult (scaled per patient).
@@ -155,8 +161,9 @@ def _pw(z: float, knots: list[tuple[float, float]]) -> float:
 class _Builder:
     """Draws one patient and lays out its shapes. Methods add shapes in painting order."""
 
-    def __init__(self, rng: Rng, arms: str) -> None:
+    def __init__(self, rng: Rng, arms: str, prone: bool) -> None:
         self.rng = rng
+        self.prone = prone
         self.shapes: list[Shape] = []
         self.metal: list[Metal] = []
         self.dense_pairs: list[
@@ -173,11 +180,11 @@ class _Builder:
             sex=sex,
             age=age,
             height_scale=h,
-            cavity_a=u(112, 145) * (1.04 if male else 0.95),
-            cavity_b=u(64, 90) * (1.03 if male else 0.96),
+            cavity_a=u(118, 150) * (1.04 if male else 0.95),
+            cavity_b=u(78, 104) * (1.03 if male else 0.96),
             neck_a=u(46, 60) * (1.06 if male else 0.94),
             neck_b=u(44, 56) * (1.05 if male else 0.95),
-            muscle_mm=u(10, 26) * (1.15 if male else 0.9),
+            muscle_mm=u(8, 18) * (1.15 if male else 0.9),
             fat_mm=fat,
             visceral_fat=u(0.2, 1.0) if obese else u(0.0, 0.5),
             heart_scale=u(0.88, 1.18),
@@ -247,8 +254,8 @@ class _Builder:
     def spine_y(self, z: float) -> float:
         """y of the vertebral bodies' centres."""
         n = z / self.h
-        chest = self.B(min(z, self.z(60))) - 26.0 + self.kyphosis * np.exp(-(((n - 20) / 60) ** 2))
-        neck = self.yn + 0.22 * self.p.neck_b + 4.0
+        chest = self.B(min(z, self.z(60))) - 38.0 + self.kyphosis * np.exp(-(((n - 20) / 60) ** 2))
+        neck = self.yn - 0.05 * self.p.neck_b
         w = float(np.clip((n - 60) / 45.0, 0.0, 1.0))
         return (1 - w) * chest + w * neck
 
@@ -264,14 +271,14 @@ class _Builder:
     def trachea_pos(self, z: float) -> tuple[float, float]:
         n = z / self.h
         chest_y = 0.1 * self.B(0.0) + 3.0
-        neck_y = self.yn - 0.5 * self.p.neck_b + 10.0
+        neck_y = self.yn - 0.68 * self.p.neck_b
         w = float(np.clip((n - 20) / 80.0, 0.0, 1.0))
         return self.spine_x(z) * 0.5, (1 - w) * chest_y + w * neck_y
 
     # --- whole body -------------------------------------------------------------------
 
     def build(self) -> Anatomy:
-        outline = self.torso()
+        outline = self.outline = self.torso()
         self.arms()
         self.breasts()
         self.chest_wall()
@@ -315,54 +322,57 @@ class _Builder:
         self.tube(label, tissue, points, radii)
 
     def torso(self) -> Blob:
-        """Skin, subcutaneous fat and the muscle wall, from the head to the abdomen."""
+        """Skin, subcutaneous fat and the muscle wall, from the head to the abdomen.
+
+        Offsets from the thoracic cavity: a muscle wall thicker at the sides (latissimus,
+        serratus) and in front of the upper chest (pectorals), a hump behind over the
+        paraspinal muscles; fat distributed unevenly; the back flattened on the table.
+        """
         p, rng = self.p, self.rng
         zs = np.arange(Z_BOTTOM, Z_TOP + 1, 10.0) * self.h
         params, fat, mus = [], [], []
         shoulder = rng.uniform(55, 85) if p.arms == "down" else rng.uniform(20, 40)
-        ant_fat = rng.uniform(0.8, 1.6)
-        lat_fat = rng.uniform(0.8, 1.4)
-        post_fat = rng.uniform(0.5, 1.0)
-        groove = rng.uniform(3, 9)
-        pect = rng.uniform(0.8, 1.8)
+        f_ant = rng.uniform(0.7, 1.6)
+        f_lat = rng.uniform(0.9, 1.6)
+        f_post = rng.uniform(0.5, 1.0)
+        groove = rng.uniform(3, 8)
+        pect = rng.uniform(0.6, 1.6) * (1.2 if p.sex == "M" else 0.9)
+        lat_m = rng.uniform(0.3, 1.0) * p.muscle_mm
+        press = rng.uniform(0.6, 0.95)  # how much the back flattens on the table
+        scap = rng.uniform(1.2, 2.2)  # muscles over the scapulae and the back
         for z in zs:
             n = z / self.h
             w = float(np.clip((n - 60) / 55.0, 0.0, 1.0))  # 0 chest .. 1 neck
             head = float(np.clip((n - 190) / 50.0, 0.0, 1.0))
             cy = w * self.yn - head * 18.0
-            a = (1 - w) * self.A(z) + w * self.p.neck_a + head * 22.0
-            b = (1 - w) * self.B(z) + w * self.p.neck_b + head * 40.0
+            A, B = self.A(z), self.B(z)
+            a = (1 - w) * A + w * p.neck_a + head * 22.0
+            b = (1 - w) * B + w * p.neck_b + head * 40.0
             params.append((self.spine_x(z) * 0.3, cy, a, b))
-            # Shoulders: the trapezius and deltoids widen the outline laterally.
             sh = shoulder * np.exp(-(((n - 62) / 28.0) ** 2))
-            wall = p.muscle_mm * (1 - w) + 6.0 * w
-            # extra thickness behind (paraspinal muscles) and in front (pectorals)
-            post = (self.spine_y(z) + 24 + 1.7 * self.paraspinal(z) - self.B(z)) * (
-                1 - w
-            ) + 25.0 * w * (1 - head)
-            ant = pect * p.muscle_mm * np.exp(-(((n - 25) / 55.0) ** 2)) * (1 - w)
-            m = [
-                wall + (post + ant) / 4 + sh / 2,
-                0.0,
-                (post - ant) / 2,
-                sh / 2 - (post + ant) / 4,
-                0.0,
-                0.0,
-                0.0,
-                0.0,
-            ]
-            f0 = p.fat_mm * ((1 - w) + 0.45 * w) * (1 - 0.7 * head)
-            f_ant = f0 * (ant_fat - 1) * (1 if n < -60 else 0.5)
-            f = [
-                m[0] + f0 * (lat_fat + post_fat) / 2 + 1.5,
-                0.0,
-                m[2] + f0 * (post_fat - ant_fat) / 2 * 0.5 - f_ant * 0.5,
-                m[3] + f0 * (lat_fat - post_fat) * 0.5,
-                0.0,
-                0.0,
-                0.0,
-                groove * (1 - w) * (1 - head),
-            ]
+            chest = 1 - w
+            w0 = p.muscle_mm * chest + 6.0 * w
+            lat = lat_m * chest * (0.6 if n < -150 else 1.0) + sh
+            pec = pect * p.muscle_mm * np.exp(-(((n - 20) / 55.0) ** 2)) * chest
+            ps = self.paraspinal(z)
+            post = scap * p.muscle_mm * chest * (0.5 if n < -120 else 1.0) + 14.0 * w * (1 - head)
+            back = self.spine_y(z) + 38 + 1.25 * ps - cy  # paraspinals' back surface
+            hump = max(back - (b + w0 + post), 0.0) * chest
+            m = [0.0] * 10
+            # lateral: w0 + lat; front: w0 + pec; back: w0 + post (+ hump)
+            m[0] = w0 + lat / 2 + (pec + post) / 4
+            m[2] = (post - pec) / 2
+            m[3] = lat / 2 - (pec + post) / 4
+            m[7] = hump
+            m[9] = (b + w0 + post + hump * press) if head < 1 else 0.0
+            f0 = p.fat_mm * (chest + 0.45 * w) * (1 - 0.7 * head)
+            fa, fl, fp = f0 * f_ant, f0 * f_lat, f0 * f_post
+            f = list(m)
+            f[0] += (fa + fp) / 2 + (fl - (fa + fp) / 2) / 2 + 1.5
+            f[2] += (fp - fa) / 2
+            f[3] += (fl - (fa + fp) / 2) / 2
+            f[8] = groove * chest * (1 - head)
+            f[9] = (m[9] + fp * press + 1.5) if head < 1 else 0.0
             mus.append(m)
             fat.append(f)
         outline = Blob(
@@ -379,6 +389,7 @@ class _Builder:
             skin=rng.uniform(1.2, 2.2),
             skin_tissue="skin",
             skin_label=LABEL["skin"],
+            flat_front=self.prone,
         )
         self.add(outline)
         return outline
@@ -434,6 +445,7 @@ class _Builder:
                 self.ellipse("bone_trabecular", "marrow", [(*b[:3], 6.5, 6.5) for b in bone])
 
     def breasts(self) -> None:
+        """Breasts lie on the pectoral muscles: fat with glandular tissue, in front."""
         p, rng = self.p, self.rng
         if p.sex != "F":
             return
@@ -443,13 +455,14 @@ class _Builder:
             for n, s in ((-10, 0.2), (-35, 0.75), (-60, 1.0), (-85, 0.85), (-110, 0.3)):
                 z = self.z(n)
                 x = side * self.A(z) * 0.55
-                y = -(self.B(z) + p.muscle_mm + p.fat_mm * 0.6) - size * 0.35 * s
-                knots.append((z, x, y, (size * 0.9 + 25) * s, size * 0.7 * s + 2))
-            self.ellipse(
-                "breast", "skin", [(k[0], k[1], k[2], k[3] + 1.5, k[4] + 1.5) for k in knots]
-            )
+                bx, by = self.outline.border(z, layer=1)
+                front = by[bx * side > 0][
+                    np.argmin(np.abs(bx[bx * side > 0] - x) + (by[bx * side > 0] > 0) * 1e3)
+                ]
+                b = size * 0.7 * s + 2
+                knots.append((z, x, float(front) - b - 1.0, (size * 0.9 + 25) * s, b))
             self.ellipse("breast", "fat", knots)
-            gland = [(k[0], k[1], k[2] + k[4] * 0.3, k[3] * 0.6, k[4] * 0.55) for k in knots]
+            gland = [(k[0], k[1], k[2] + k[4] * 0.25, k[3] * 0.6, k[4] * 0.55) for k in knots]
             self.ellipse("breast", "breast_gland", gland)
 
     def rib_path(
@@ -492,23 +505,55 @@ class _Builder:
             ]
         return pts, cart
 
+    def fascia(
+        self,
+        side: float,
+        theta0: float,
+        theta1: float,
+        depth: Callable[[float], float],
+        levels: Sequence[float],
+        pieces: int = 3,
+        half: float = 0.8,
+    ) -> None:
+        """A fat plane between two muscles of the chest wall: a sheet at ``depth(z)`` mm
+        outside the rib cage, from angle theta0 to theta1 (degrees; 90 = back), drawn as
+        a few flat capsules that follow the wall's curve."""
+        ts = np.deg2rad(np.linspace(theta0, theta1, pieces + 1))
+        for t0, t1 in itertools.pairwise(ts):
+            kn = []
+            for n in levels:
+                z = self.z(n)
+                pts = []
+                for t in (t0, t1):
+                    th = t if side > 0 else np.pi - t
+                    a, b = self.A(z) + depth(z), self.B(z) + depth(z)
+                    r = a * b / np.hypot(b * np.cos(th), a * np.sin(th))
+                    pts.append((r * np.cos(th), r * np.sin(th)))
+                kn.append((z, pts[0][0], pts[0][1], pts[1][0], pts[1][1], half))
+            self.add(Capsule.make(LABEL["fat"], "fat", kn))
+
     def chest_wall(self) -> None:
         p, rng = self.p, self.rng
+        # Fat planes that split the wall into muscles: behind the pectorals (front),
+        # between latissimus and serratus (side), under the scapular muscles (back).
+        levels = [n for n in (75.0, 50.0, 20.0, -20.0, -60.0, -100.0)]
+        for side in (-1.0, 1.0):
+            pec = rng.uniform(0.35, 0.6) * p.muscle_mm
+            self.fascia(side, -80, -25, lambda z, d=pec: d, levels[:5])
+            lat = rng.uniform(0.4, 0.7) * p.muscle_mm
+            self.fascia(side, -15, 45, lambda z, d=lat: d, levels)
+            back = rng.uniform(0.5, 0.9) * p.muscle_mm
+            self.fascia(side, 55, 80, lambda z, d=back: d, levels, pieces=2)
         # Erector spinae beside the spinous processes, outlined by a thin fat plane.
         for side in (-1.0, 1.0):
             kn = []
-            for n in np.arange(-330.0, 121.0, 15.0):
+            for n in np.arange(-330.0, 91.0, 15.0):
                 z = self.z(n)
                 size = self.paraspinal(z)
-                kn.append(
-                    (
-                        z,
-                        self.spine_x(z) + side * (size * 0.8 + 7),
-                        self.spine_y(z) + 26 + size * 0.7,
-                        size * 0.85,
-                        size,
-                    )
-                )
+                # inside the muscle wall, whose back is flattened on the table
+                back = float(self.outline.border(z, layer=1)[1].max())
+                cy = min(self.spine_y(z) + 38 + size * 0.25, back - size - 2.0)
+                kn.append((z, self.spine_x(z) + side * (size * 0.8 + 9), cy, size * 0.8, size))
             self.ellipse("fat", "fat", [(k[0], k[1], k[2], k[3] + 1.2, k[4] + 1.2) for k in kn])
             self.ellipse("muscle", "muscle", kn)
         # Ribs: cortical shell, marrow; costal cartilage to the sternum.
@@ -893,7 +938,7 @@ class _Builder:
     def mediastinum(self) -> None:
         p, rng = self.p, self.rng
         B0 = self.B(0.0)
-        hs = p.heart_scale
+        hs = p.heart_scale * p.cavity_a / 132.0
         vf = p.visceral_fat
         # Heart: centre, long axis pointing to the left, front and feet.
         hx, hy = 14.0 + rng.uniform(-8, 10), -0.2 * B0 + rng.uniform(-6, 6)
@@ -1185,7 +1230,8 @@ class _Builder:
                 [(k[0], k[1], k[2], k[3] - 1.8, k[4] - 1.8) for k in arch],
             )
             sp = 14.0 if cervical else (22.0 if lumbar else 26.0)
-            tip = cy + cr + sp
+            back = float(self.outline.border(z0, layer=1)[1].max())
+            tip = min(cy + cr + sp, back - 6.0)
             self.add(
                 Capsule.make(
                     LABEL["bone_cortical"],
@@ -1245,6 +1291,49 @@ class _Builder:
     def neck(self) -> None:
         p, rng = self.p, self.rng
         na, nb, yn = p.neck_a, p.neck_b, self.yn
+        # Deep neck muscles, each outlined by a thin fat plane: splenius/semispinalis
+        # behind, levator scapulae, scalenes beside the spine, longus colli in front of
+        # it; fat of the posterior triangle between the sternocleidomastoid and trapezius.
+        zs = [self.z(n) for n in (70.0, 100.0, 130.0, 160.0, 190.0)]
+        for side in (-1.0, 1.0):
+            groups = []
+            for z in zs:
+                ys, xs = self.spine_y(z), self.spine_x(z)
+                top = float(np.clip((z / self.h - 60) / 40.0, 0.0, 1.0))  # fade in above the chest
+                groups.append(
+                    (
+                        z,
+                        [
+                            (xs + side * 13, ys + 38, 12.0, 15.0 * top + 0.5),  # semispinalis
+                            (xs + side * 30, ys + 44, 13.0, 12.0 * top + 0.5),  # splenius
+                            (xs + side * 36, ys + 18, 9.0, 11.0 * top + 0.5),  # levator scapulae
+                            (xs + side * 24, ys - 2, 7.0, 9.0 * top + 0.5),  # scalenes
+                            (xs + side * 7, ys - 13, 5.0, 4.0 * top + 0.5),  # longus colli
+                        ],
+                    )
+                )
+            for k in range(5):
+                kn = [(z, g[k][0], g[k][1], g[k][2] * (g[k][3] > 1), g[k][3]) for z, g in groups]
+                self.ellipse("fat", "fat", [(z, x, y, a + 0.8, b + 0.8) for z, x, y, a, b in kn])
+                self.ellipse("muscle", "muscle", kn)
+            fat_pad = [
+                (z, side * na * 0.62, yn + nb * 0.05, 10 + p.fat_mm * 0.4, 9 + p.fat_mm * 0.3)
+                for z in zs[1:4]
+            ]
+            fat_pad = [
+                (self.z(85), *fat_pad[0][1:3], 0.5, 0.5),
+                *fat_pad,
+                (self.z(175), *fat_pad[-1][1:3], 0.5, 0.5),
+            ]
+            self.ellipse("fat", "fat", fat_pad)
+        # Strap muscles in front of the thyroid and larynx.
+        for side in (-1.0, 1.0):
+            kn = []
+            for n in (70.0, 100.0, 130.0, 150.0):
+                z = self.z(n)
+                tx, ty = self.trachea_pos(z)
+                kn.append((z, tx + side * 11, ty - 17, 9.0, 2.8))
+            self.ellipse("muscle", "muscle", kn)
         # Sternocleidomastoid muscles, anterolateral, from the sternum to the mastoid.
         for side in (-1.0, 1.0):
             pts = [
@@ -1318,7 +1407,7 @@ class _Builder:
         self.carotid_bulbs = []
         for side, start in ((-1.0, bct[-1]), (1.0, lcca0[-1])):
             cx = side * (na * 0.45 + rng.uniform(-3, 3))
-            cy = yn - nb * 0.15
+            cy = yn - nb * 0.32
             cca = [start, (cx, cy, self.z(90)), (cx, cy, bif)]
             r = rng.uniform(3.2, 4.2)
             self.vessel("carotid", "blood_art", cca, r, wall=0.8)
@@ -1504,10 +1593,10 @@ class _Builder:
             kn(
                 [
                     (208, 0, hy + 30, 0.5, 0.5),
-                    (216, 0, hy + 30, ha * 0.6, hb * 0.42),
-                    (240, 0, hy + 12, ha * 0.88, hb * 0.78),
-                    (300, 0, hy + 6, ha - 6, hb * 0.92 - 6),
-                    (330, 0, hy + 6, ha * 0.95 - 6, hb * 0.9 - 6),
+                    (216, 0, hy + 30, ha * 0.7 - 5, hb * 0.5 - 5),
+                    (240, 0, hy + 10, ha * 0.95 - 5.5, hb * 0.85 - 5.5),
+                    (300, 0, hy + 5, ha - 6, hb * 0.92 - 6),
+                    (330, 0, hy + 5, ha * 0.95 - 6, hb * 0.9 - 6),
                 ]
             ),
         )
@@ -1701,9 +1790,10 @@ class _Builder:
                 )
 
 
-def build_anatomy(rng: Rng, arms: str = "down") -> Anatomy:
+def build_anatomy(rng: Rng, arms: str = "down", prone: bool = False) -> Anatomy:
     """One random patient; the same generator state always gives the same patient.
 
-    ``arms`` ("up" or "down") is how the patient lay on the table for this series.
+    ``arms`` ("up" or "down") and ``prone`` are how the patient lay on the table for
+    this series: they move the arms and flatten the side lying on the table.
     """
-    return _Builder(rng, arms).build()
+    return _Builder(rng, arms, prone).build()

@@ -308,18 +308,23 @@ class Layer:
 
     label: int
     tissue: str
-    coef: Array  # knots x 8: c0, c1, s1, c2, s2, c3, s3, groove
+    coef: Array  # knots x 10: c0, c1, s1, c2, s2, c3, s3, hump, groove, flat
+
+
+N_COEF = 10
 
 
 @dataclass
 class Blob(Shape):
     """Nested star-shaped outlines around one centre (skin, fat, muscle of a body part).
 
-    Each layer's border is ``E(theta) + c0 + sum_k c_k cos k.theta + s_k sin k.theta -
-    groove * g(sin theta)``, where E is the base ellipse and the groove (g: a narrow
-    bump at theta = 90 degrees) is
-    the midline furrow over the spine. ``skin`` (mm) paints a skin line inside the first
-    layer's border. The polar basis is computed once for all layers.
+    Each layer's border lies at ``E(theta) + c0 + sum_k (c_k cos k.theta + s_k sin
+    k.theta) + hump * H(theta) - groove * G(theta)`` from the centre, where E is the base
+    ellipse, H a broad bump over the back (the paraspinal muscles, theta = 90 +- 37
+    degrees) and G a narrow one (the furrow over the spinous processes). ``flat`` > 0
+    cuts the layer flat at that distance behind the centre (the back pressed on the
+    table; in front of it when ``flat_front``). ``skin`` (mm) paints a skin line inside
+    the first layer. The polar basis is computed once for all layers.
     """
 
     zk: Array = field(default_factory=lambda: np.zeros(0))
@@ -328,12 +333,37 @@ class Blob(Shape):
     skin: float = 0.0
     skin_tissue: str = "skin"
     skin_label: int = 0
+    flat_front: bool = False
+
+    def border(self, z: float, layer: int = 0, n: int = 180) -> tuple[Array, Array]:
+        """Points (x, y) of one layer's border at z, sampled at ``n`` angles."""
+        cx, cy, a, b = interp(z, self.zk, self.params)
+        coef = interp(z, self.zk, self.layers[layer].coef)
+        t = np.linspace(0.0, 2.0 * np.pi, n, endpoint=False)
+        c, s = np.cos(t), np.sin(t)
+        basis = [
+            c,
+            s,
+            np.cos(2 * t),
+            np.sin(2 * t),
+            np.cos(3 * t),
+            np.sin(3 * t),
+            _bump(s.astype(F32), 0.8),
+            -_bump(s.astype(F32), 0.96),
+        ]
+        r = a * b / np.hypot(b * c, a * s) + coef[0]
+        for k in range(8):
+            r = r + coef[k + 1] * basis[k]
+        x, y = r * c, r * s
+        if coef[9] > 0.0:
+            y = np.minimum(y, coef[9]) if not self.flat_front else np.maximum(y, -coef[9])
+        return cx + x, cy + y
 
     def paint(self, canvas: Canvas, hu: Mapping[str, float]) -> None:
         z = canvas.z
         cx, cy, a, b = interp(z, self.zk, self.params)
         coefs = [interp(z, self.zk, layer.coef) for layer in self.layers]
-        reach = max(a, b) + max(float(np.abs(c[:7]).sum()) for c in coefs)
+        reach = max(a, b) + max(float(np.abs(c[:8]).sum()) for c in coefs)
         win = canvas.window(cx - reach, cx + reach, cy - reach, cy + reach)
         if win is None:
             return
@@ -354,7 +384,7 @@ class Blob(Shape):
         base += (F32(a) * s) ** 2
         np.sqrt(base, out=base)
         np.divide(F32(a * b), base, out=base)
-        used = np.any(np.array(coefs)[:, 1:] != 0.0, axis=0)
+        used = np.any(np.array(coefs)[:, 1:9] != 0.0, axis=0)
         basis: list[np.ndarray | None] = [
             c if used[0] else None,
             s if used[1] else None,
@@ -362,28 +392,33 @@ class Blob(Shape):
             2 * c * s if used[3] else None,
             c * (4 * c * c - 3) if used[4] else None,
             s * (3 - 4 * s * s) if used[5] else None,
+            _bump(s, 0.8) if used[6] else None,
+            -_bump(s, 0.96) if used[7] else None,
         ]
-        if used[6]:
-            # a narrow bump around theta = +90 degrees (the back's midline)
-            g = s - F32(0.96)
-            np.maximum(g, F32(0.0), out=g)
-            g *= F32(25.0)
-            basis.append(g * g)
-        else:
-            basis.append(None)
         for n, (layer, coef) in enumerate(zip(self.layers, coefs, strict=True)):
             dist = r - base
             dist -= F32(coef[0])
-            for k in range(7):
+            for k in range(8):
                 if coef[k + 1] != 0.0:
-                    sign = 1.0 if k < 6 else -1.0  # the groove pulls the border in
-                    dist -= F32(sign * coef[k + 1]) * basis[k]  # type: ignore[operator]
+                    dist -= F32(coef[k + 1]) * basis[k]  # type: ignore[operator]
+            if coef[9] > 0.0:
+                back = (-v if self.flat_front else v) - F32(coef[9])
+                np.maximum(dist, back, out=dist)
             if coarse:
                 dist = _upsample2(dist, full_shape)
             if n == 0 and self.skin > 0.0:
                 canvas.paint(win, canvas.coverage(dist.copy()), hu[self.skin_tissue], 0)
                 dist += F32(self.skin)
             canvas.paint(win, canvas.coverage(dist), hu[layer.tissue], layer.label)
+
+
+def _bump(s: Array, start: float) -> Array:
+    """0 where sin(theta) < start, rising smoothly to 1 at theta = 90 degrees."""
+    g = s - F32(start)
+    np.maximum(g, F32(0.0), out=g)
+    g *= F32(1.0 / (1.0 - start))
+    g *= g
+    return g
 
 
 def _upsample2(d: Array, shape: tuple[int, int]) -> Array:

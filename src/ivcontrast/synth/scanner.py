@@ -173,7 +173,8 @@ class Scanner:
         acq = self.acq
         sign = -1.0 if acq.prone else 1.0  # away from the patient
         curve = 0.0 if acq.table == "flat" else 1.0 / 900.0
-        top = self.table_y + sign * curve * (canvas.xs - acq.centre_x) ** 2
+        # a cradle: the edges curve up towards the patient
+        top = self.table_y - sign * curve * (canvas.xs - acq.centre_x) ** 2
         depth = sign * (canvas.ys[:, None] - top[None, :])
         inside_x = np.abs(canvas.xs - acq.centre_x) < 240.0
         shell, core = acq.table_shell, 30.0
@@ -280,7 +281,7 @@ class Scanner:
             r = np.random.default_rng([acq.seed, index, 0x57])
             f = self.streak_bank[int(r.integers(_BANK))]
             i0, j0 = r.integers(0, f.shape[0] - m + 1, size=2)
-            hu += F32(acq.noise_sigma * strength / 40.0) * body * f[i0 : i0 + m, j0 : j0 + m]
+            hu += F32(acq.noise_sigma * strength / 160.0) * body * f[i0 : i0 + m, j0 : j0 + m]
 
 
 def _filtered_fields(rng: np.random.Generator, size: int, pixel: float, filt) -> list[np.ndarray]:  # type: ignore[no-untyped-def]

@@ -299,7 +299,12 @@ def plan_series(spec: SeriesSpec) -> tuple[SeriesPlan, Anatomy]:
     region = spec.region
     chest = region is Region.CHEST
     arms = spec.arms or ("down" if not chest or rng.random() < 0.15 else "up")
-    anatomy = build_anatomy(np.random.default_rng([anatomy_seed, 0xB0]), arms)
+    position = spec.patient_position or str(
+        _choice(rng, PATIENT_POSITIONS, [0.88, 0.06, 0.04, 0.02])
+    )
+    anatomy = build_anatomy(
+        np.random.default_rng([anatomy_seed, 0xB0]), arms, prone=position.endswith("P")
+    )
     h = anatomy.patient.height_scale
 
     # Coverage: the region's anatomical range, or a window of it when slices are given.
@@ -389,9 +394,6 @@ def plan_series(spec: SeriesSpec) -> tuple[SeriesPlan, Anatomy]:
     tag = spec.tag or draw_tag_state(rng, spec.tag_rates)
     value = tag_value(rng, phase.contrast, tag)
 
-    position = spec.patient_position or str(
-        _choice(rng, PATIENT_POSITIONS, [0.88, 0.06, 0.04, 0.02])
-    )
     kinds = {
         SopClass.CT: (
             "CT",
