@@ -364,7 +364,7 @@ class _Builder:
             m[2] = (post - pec) / 2
             m[3] = lat / 2 - (pec + post) / 4
             m[7] = hump
-            m[9] = (b + w0 + post + hump * press) if head < 1 else 0.0
+            m[9] = (b + w0 + post + hump * press) if head == 0 else 0.0
             f0 = p.fat_mm * (chest + 0.45 * w) * (1 - 0.7 * head)
             fa, fl, fp = f0 * f_ant, f0 * f_lat, f0 * f_post
             f = list(m)
@@ -372,7 +372,7 @@ class _Builder:
             f[2] += (fp - fa) / 2
             f[3] += (fl - (fa + fp) / 2) / 2
             f[8] = groove * chest * (1 - head)
-            f[9] = (m[9] + fp * press + 1.5) if head < 1 else 0.0
+            f[9] = (m[9] + fp * press + 1.5) if head == 0 else 0.0
             mus.append(m)
             fat.append(f)
         outline = Blob(
@@ -716,18 +716,23 @@ class _Builder:
         hilum_v = np.array([side * 48.0, 0.22 * B, self.z(-45)])
         art: list[tuple[np.ndarray, np.ndarray, float, float, int]] = []
         vein: list[tuple[np.ndarray, np.ndarray, float, float, int]] = []
-        # Lobar trunks: up, lateral, down-back, down-front.
+        # Segmental trunks: apical, posterior, anterior, lateral, and four basal ones.
         dirs = [
             (0.35 * side, 0.1, 1.0),
+            (0.5 * side, 0.7, 0.6),
+            (0.5 * side, -0.8, 0.5),
             (1.0 * side, 0.1, 0.1),
+            (0.6 * side, -0.6, -0.4),
             (0.4 * side, 0.6, -1.0),
+            (0.8 * side, 0.2, -0.9),
             (0.6 * side, -0.5, -0.8),
         ]
         for d in dirs:
-            d = np.asarray(d) / np.linalg.norm(d)
-            self._branch(hilum_a, d, 5.5, 34.0, 0, art)
+            d = np.asarray(d) + rng.normal(0, 0.12, 3)
+            d = d / np.linalg.norm(d)
+            self._branch(hilum_a, d, 4.8, 30.0, 0, art)
             d2 = d + rng.normal(0, 0.15, 3)
-            self._branch(hilum_v, d2 / np.linalg.norm(d2), 5.0, 30.0, 0, vein)
+            self._branch(hilum_v, d2 / np.linalg.norm(d2), 4.4, 27.0, 0, vein)
         for segs, label, tissue in (
             (art, "lung_artery", "blood_pa"),
             (vein, "lung_vein", "blood_art"),
@@ -940,6 +945,7 @@ class _Builder:
         B0 = self.B(0.0)
         hs = p.heart_scale * p.cavity_a / 132.0
         vf = p.visceral_fat
+        heart_start = len(self.shapes)
         # Heart: centre, long axis pointing to the left, front and feet.
         hx, hy = 14.0 + rng.uniform(-8, 10), -0.2 * B0 + rng.uniform(-6, 6)
         ang = np.deg2rad(rng.uniform(-52, -30))
@@ -1003,6 +1009,7 @@ class _Builder:
         self.coronary_pts = [
             (*loc(pp * hs, qq * hs), zc + 20) for pp, qq in ((-20, -36), (30, -12))
         ]
+        heart_end = len(self.shapes)
         # Great vessels. Radii grow slightly with age.
         ra = p.aorta_radius
         ys = lambda z: self.spine_y(z)  # noqa: E731
@@ -1051,6 +1058,10 @@ class _Builder:
             (16.0, -0.1 * B0, self.z(-10)),
         ]
         self.tube("fat", "fat", pt, 18 + 4 * vf)
+        # The vessels' fat is painted under the heart: no ring of fat inside the heart
+        # where the aortic root and the pulmonary trunk leave it.
+        halos = self.shapes[heart_end:]
+        self.shapes[heart_start:] = halos + self.shapes[heart_start:heart_end]
         # Airways.
         rt = rng.uniform(7.5, 10.5)
         self.tube("airway_wall", "airway_wall", tr, rt + 2.0)
@@ -1220,8 +1231,8 @@ class _Builder:
             cy = y + b + cr + 2.0
             # The laminae and spinous process slope down over the vertebra below.
             arch = [
-                (bot - hgt * 0.35, x, cy, cr * 1.3 + 4, cr + 4),
-                (top - hgt * 0.3, x, cy, cr * 1.3 + 4, cr + 4),
+                (bot - hgt * 0.35, x, cy, cr * 1.3 + 5.5, cr + 5.5),
+                (top - hgt * 0.3, x, cy, cr * 1.3 + 5.5, cr + 5.5),
             ]
             self.ellipse("bone_cortical", "cortical", arch)
             self.ellipse(
@@ -1243,9 +1254,11 @@ class _Builder:
                 )
             )
             for side in (-1.0, 1.0):
-                tp = 12.0 if cervical else 18.0
+                # thoracic transverse processes point back and out, to the ribs' tubercles
+                tp = 12.0 if cervical else 20.0
                 ty0 = cy - 2
-                ty1 = cy + (2 if cervical else 8)
+                ty1 = cy + (2 if cervical else 14)
+                tr = 3.2 if cervical else 4.6
                 self.add(
                     Capsule.make(
                         LABEL["bone_cortical"],
@@ -1257,7 +1270,7 @@ class _Builder:
                                 ty0,
                                 x + side * (a + tp),
                                 ty1,
-                                3.2,
+                                tr,
                             ),
                             (
                                 top - hgt * 0.25,
@@ -1265,7 +1278,7 @@ class _Builder:
                                 ty0,
                                 x + side * (a + tp),
                                 ty1,
-                                3.2,
+                                tr,
                             ),
                         ],
                     )
@@ -1579,9 +1592,10 @@ class _Builder:
             "cortical",
             kn(
                 [
-                    (205, 0, hy + 28, 0.5, 0.5),
-                    (215, 0, hy + 28, ha * 0.7, hb * 0.5),
-                    (240, 0, hy + 10, ha * 0.95, hb * 0.85),
+                    (205, 0, hy + 30, 0.5, 0.5),
+                    (215, 0, hy + 30, ha * 0.7, hb * 0.5),
+                    (240, 0, hy + 24, ha * 0.92, hb * 0.68),
+                    (270, 0, hy + 16, ha * 0.97, hb * 0.78),
                     (300, 0, hy + 5, ha, hb * 0.92),
                     (330, 0, hy + 5, ha * 0.95, hb * 0.9),
                 ]
@@ -1594,19 +1608,22 @@ class _Builder:
                 [
                     (208, 0, hy + 30, 0.5, 0.5),
                     (216, 0, hy + 30, ha * 0.7 - 5, hb * 0.5 - 5),
-                    (240, 0, hy + 10, ha * 0.95 - 5.5, hb * 0.85 - 5.5),
+                    (240, 0, hy + 24, ha * 0.92 - 5.5, hb * 0.68 - 5.5),
+                    (270, 0, hy + 16, ha * 0.97 - 6, hb * 0.78 - 6),
                     (300, 0, hy + 5, ha - 6, hb * 0.92 - 6),
                     (330, 0, hy + 5, ha * 0.95 - 6, hb * 0.9 - 6),
                 ]
             ),
         )
-        # Middle cranial fossa floor and petrous bones (dense: beam-hardening bands).
+        # Petrous bones, dense and oblique (beam-hardening bands run between them).
         for side in (-1.0, 1.0):
-            pts = [
-                (self.z(222), side * 18.0, hy + 18, side * 45.0, hy - 2, 5.0),
-                (self.z(236), side * 20.0, hy + 16, side * 48.0, hy - 4, 6.0),
+            kn_p = [
+                (self.z(220), side * 36.0, hy + 12, 0.5, 0.5),
+                (self.z(224), side * 36.0, hy + 12, 17.0, 6.0),
+                (self.z(234), side * 36.0, hy + 12, 19.0, 7.0),
+                (self.z(238), side * 36.0, hy + 12, 0.5, 0.5),
             ]
-            self.add(Capsule.make(LABEL["bone_cortical"], "cortical", pts))
+            self.ellipse("bone_cortical", "cortical", kn_p, angle=side * 0.75)
 
         def petrous(z: float) -> tuple[float, float, float, float] | None:
             if not self.z(222) <= z <= self.z(236):
@@ -1707,8 +1724,8 @@ class _Builder:
                 kn(
                     [
                         (Z_ORBIT_FLOOR, ox, oy + 10, 0.5, 0.5),
-                        (Z_ORBIT_FLOOR + 5, ox, oy + 10, 17, 22),
-                        (Z_ORBIT_TOP - 5, ox, oy + 10, 17, 22),
+                        (Z_ORBIT_FLOOR + 5, ox, oy + 10, 17.8, 22.8),
+                        (Z_ORBIT_TOP - 5, ox, oy + 10, 17.8, 22.8),
                         (Z_ORBIT_TOP, ox, oy + 10, 0.5, 0.5),
                     ]
                 ),

@@ -281,7 +281,7 @@ TEXTURE_AMPLITUDE: dict[str, tuple[float, float]] = {
     # microvessels, trabecular bone, mixing of dense and plain blood.
     "fat": (6.0, 10.0),
     "muscle": (4.0, 6.0),
-    "breast": (25.0, 30.0),
+    "breast": (10.0, 15.0),
     "lung": (25.0, 18.0),
     "bone_trabecular": (45.0, 30.0),
     "liver": (3.0, 5.0),

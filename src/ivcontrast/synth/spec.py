@@ -311,7 +311,7 @@ def plan_series(spec: SeriesSpec) -> tuple[SeriesPlan, Anatomy]:
     if chest:
         top, bottom = (70 + rng.uniform(5, 35)) * h, rng.uniform(-265, -195) * h
     else:
-        top, bottom = rng.uniform(235, 290) * h, rng.uniform(10, 50) * h
+        top, bottom = rng.uniform(215, 265) * h, rng.uniform(10, 50) * h
     if spec.kind is SeriesKind.LOCALIZER:
         thickness = spec.thickness or 1.0
         spacing = spec.spacing or thickness
