@@ -93,9 +93,11 @@ def configure_logging(settings: Settings) -> None:
             '"logger":"%(name)s","message":"%(message)s"}'
         )
     logging.basicConfig(level=settings.log_level, format=fmt, stream=sys.stderr, force=True)
-    # pynetdicom logs every PDU at INFO; keep its chatter for DEBUG.
+    # These libraries narrate routine work at INFO (every PDU, every migration plugin, every
+    # standard table loaded); keep their chatter for DEBUG.
     if settings.log_level != "DEBUG":
-        logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+        for name in ("pynetdicom", "alembic", "highdicom", "uvicorn.access"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _chosen_command(argv: Sequence[str]) -> str | None:
