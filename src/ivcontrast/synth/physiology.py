@@ -201,7 +201,7 @@ def patient_tissues(rng: np.random.Generator) -> dict[str, float]:
         "air": -1000.0,
         "skin": u(20, 55),
         "fat": u(-115, -85),
-        "muscle": u(40, 60),
+        "muscle": u(30, 58),  # the real thorax in shared/realct: chest wall ~30-34 HU
         "breast_gland": u(-40, 30),
         "lung": u(-880, -820),
         "airway_wall": u(20, 60),
@@ -282,7 +282,7 @@ TEXTURE_AMPLITUDE: dict[str, tuple[float, float]] = {
     "fat": (6.0, 10.0),
     "muscle": (4.0, 6.0),
     "breast": (10.0, 15.0),
-    "lung": (25.0, 18.0),
+    "lung": (15.0, 12.0),
     "bone_trabecular": (45.0, 30.0),
     "liver": (3.0, 5.0),
     "spleen": (3.0, 6.0),

@@ -74,7 +74,7 @@ class Scanner:
         for name in ("heart_ra", "svc", "brachiocephalic_vein"):
             self.coarse_lut[LABEL[name]] = mix
         self.gravity_lut = np.zeros(256, dtype=F32)
-        self.gravity_lut[LABEL["lung"]] = 0.45  # HU per mm towards the dependent side
+        self.gravity_lut[LABEL["lung"]] = 0.3  # HU per mm towards the dependent side
         overlap = max(0.0, 1.0 - acq.spacing / max(acq.thickness, 1e-3))
         self.z_corr = float(np.clip(0.15 + 0.6 * overlap, 0.0, 0.7))
         body_y = [anatomy.body_extent(z) for z in np.linspace(*acq.scan_z, 25)]

@@ -1,0 +1,100 @@
+"""Phantom HU calibrated against the real scans in ../shared/realct (skipped without them):
+the real thorax's peaks of fat, soft tissue and lung lie inside the range the phantom
+population covers, and a phantom noise of 20 HU looks like the real scan's noise."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from scipy import ndimage
+
+from ivcontrast.synth import SeriesSpec, SyntheticSeries
+
+REALCT = Path(__file__).resolve().parents[2].parent / "shared" / "realct"
+THORAX = REALCT / "itkelastix_thorax_4dct_phase00" / "itkelastix00"
+PEAKS = {"fat": (-200.0, -40.0), "soft tissue": (-20.0, 100.0), "lung": (-960.0, -700.0)}
+
+
+def _body(hu: np.ndarray) -> np.ndarray:
+    mask = ndimage.binary_opening(hu > -400, iterations=3)
+    lab, n = ndimage.label(mask)
+    if n == 0:
+        return mask
+    largest = lab == 1 + int(np.argmax(ndimage.sum(mask, lab, range(1, n + 1))))
+    return ndimage.binary_fill_holes(largest)
+
+
+def _mode(values: np.ndarray, lo: float, hi: float) -> float:
+    sel = values[(values > lo) & (values < hi)]
+    hist, edges = np.histogram(sel, bins=np.arange(lo, hi + 1, 4))
+    return float(edges[np.argmax(hist)] + 2)
+
+
+def _local_sd(hu: np.ndarray, lo: float, hi: float) -> float:
+    m = ndimage.uniform_filter(hu, 7)
+    sd = np.sqrt(np.maximum(ndimage.uniform_filter(hu * hu, 7) - m * m, 0))
+    return float(np.median(sd[(m > lo) & (m < hi)]))
+
+
+def _real_slices() -> list[np.ndarray]:
+    out = []
+    for path in sorted(THORAX.glob("*.dcm"))[60:85:8]:
+        ds = pydicom.dcmread(path)
+        out.append(
+            ds.pixel_array.astype(np.float32) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+        )
+    return out
+
+
+def _phantom(seed: int, noise: float, matrix: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """HU and body mask of three chest slices of one phantom patient."""
+    spec = SeriesSpec(
+        region="chest",
+        phase="none",
+        seed=seed,
+        matrix=matrix,
+        fov=500.0,
+        slices=3,
+        thickness=2.0,
+        spacing=30.0,
+        noise=noise,
+        arms="up",
+    )
+    series = SyntheticSeries(spec)
+    out = []
+    for i in range(len(series)):
+        truth = series.truth(i)
+        # the body from the ground truth: everything but air and the table
+        body = ndimage.binary_fill_holes((truth.labels > 0) & ~truth.mask("table"))
+        out.append((truth.hu, body))
+    return out
+
+
+pytestmark = pytest.mark.skipif(not THORAX.is_dir(), reason="shared/realct is not available")
+
+
+def test_real_tissue_peaks_lie_inside_the_phantom_population() -> None:
+    real = _real_slices()
+    real_body = np.concatenate([hu[_body(hu)] for hu in real])
+    population: dict[str, list[float]] = {name: [] for name in PEAKS}
+    for seed in range(8):
+        body = np.concatenate([hu[mask] for hu, mask in _phantom(seed, noise=15.0, matrix=128)])
+        for name, (lo, hi) in PEAKS.items():
+            population[name].append(_mode(body, lo, hi))
+    for name, (lo, hi) in PEAKS.items():
+        peak = _mode(real_body, lo, hi)
+        values = population[name]
+        assert min(values) - 10 <= peak <= max(values) + 10, (name, peak, values)
+        # and the population is not absurdly wide around it
+        assert max(values) - min(values) < 120, (name, values)
+
+
+def test_phantom_noise_looks_like_the_real_noise() -> None:
+    real = _real_slices()
+    synth = [hu for hu, _ in _phantom(3, noise=20.0, matrix=512)]
+    real_sd = float(np.median([_local_sd(hu, 0, 80) for hu in real]))
+    synth_sd = float(np.median([_local_sd(hu, 0, 80) for hu in synth]))
+    assert 0.7 < synth_sd / real_sd < 1.4, (synth_sd, real_sd)
