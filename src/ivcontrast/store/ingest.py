@@ -315,10 +315,20 @@ def record_instance(
 # SQLite, and these run once per received instance.
 _SELECT_STUDY = select(_studies.c.id).where(_studies.c.study_uid == bindparam("b_uid"))
 _INSERT_STUDY = insert(_studies)
+# The series row (locked) and the instance, if already known, in one round trip.
 _LOCK_SERIES = (
-    select(_series.c.id, _series.c.state, _series.c.version)
+    select(
+        _series.c.id,
+        _series.c.state,
+        _series.c.version,
+        _instances.c.id.label("instance_id"),
+        _instances.c.sha256,
+        _instances.c.series_id.label("instance_series_id"),
+        _instances.c.path,
+    )
+    .outerjoin(_instances, _instances.c.sop_instance_uid == bindparam("b_sop"))
     .where(_series.c.series_uid == bindparam("b_uid"))
-    .with_for_update()
+    .with_for_update(of=_series)
 )
 _INSERT_SERIES = insert(_series)
 _SELECT_INSTANCE = select(
@@ -342,6 +352,16 @@ _TOUCH_SERIES = (
 _INSERT_EVENT = insert(_events)
 
 
+@dataclass(frozen=True)
+class _Known:
+    """The row of an instance already in the store."""
+
+    id: int
+    sha256: str
+    series_id: int
+    path: str
+
+
 def _record(
     conn: Connection,
     header: InstanceHeader,
@@ -350,9 +370,21 @@ def _record(
     now: datetime,
     event_kind_new: str | None,
 ) -> RecordResult:
-    study_id = _study_id(conn, header, now)
-    series_id, state, version = _lock_series(conn, header, study_id, now)
-    existing = conn.execute(_SELECT_INSTANCE, {"b_uid": header.sop_instance_uid}).first()
+    found = conn.execute(
+        _LOCK_SERIES, {"b_uid": header.series_uid, "b_sop": header.sop_instance_uid}
+    ).first()
+    if found is not None:
+        series_id, state, version = int(found.id), str(found.state), int(found.version)
+        existing = (
+            _Known(found.instance_id, found.sha256, found.instance_series_id, found.path)
+            if found.instance_id is not None
+            else None
+        )
+    else:
+        series_id = _insert_series(conn, header, _study_id(conn, header, now), now)
+        state, version = SeriesState.RECEIVING, 1
+        row = conn.execute(_SELECT_INSTANCE, {"b_uid": header.sop_instance_uid}).first()
+        existing = _Known(row.id, row.sha256, row.series_id, row.path) if row else None
     if association_id is not None:
         conn.execute(_COUNT_RECEIVED, {"b_id": association_id, "b_bytes": stored.size})
 
@@ -438,12 +470,7 @@ def _study_id(conn: Connection, header: InstanceHeader, now: datetime) -> int:
     return int(result.inserted_primary_key[0])  # type: ignore[index]
 
 
-def _lock_series(
-    conn: Connection, header: InstanceHeader, study_id: int, now: datetime
-) -> tuple[int, str, int]:
-    row = conn.execute(_LOCK_SERIES, {"b_uid": header.series_uid}).first()
-    if row is not None:
-        return int(row.id), str(row.state), int(row.version)
+def _insert_series(conn: Connection, header: InstanceHeader, study_id: int, now: datetime) -> int:
     result = conn.execute(
         _INSERT_SERIES,
         {
@@ -461,7 +488,7 @@ def _lock_series(
             "updated_at": now,
         },
     )
-    return int(result.inserted_primary_key[0]), SeriesState.RECEIVING, 1  # type: ignore[index]
+    return int(result.inserted_primary_key[0])  # type: ignore[index]
 
 
 def _instance_values(
