@@ -80,7 +80,8 @@ class Scanner:
         body_y = [anatomy.body_extent(z) for z in np.linspace(*acq.scan_z, 25)]
         back = max(cy + b for _, cy, _, b in body_y)
         front = min(cy - b for _, cy, _, b in body_y)
-        self.table_y = front - acq.table_gap if acq.prone else back + acq.table_gap
+        # a few mm of margin: the outline is sampled, not solved for its extreme
+        self.table_y = front - acq.table_gap - 3.0 if acq.prone else back + acq.table_gap + 3.0
         self._table_cache: dict[
             tuple[float, ...], list[tuple[tuple[slice, slice], np.ndarray, str, int]]
         ] = {}

@@ -179,6 +179,14 @@ class SeriesSpec:
                 f"transfer_syntax: {self.transfer_syntax!r} is not one of "
                 f"{', '.join(TRANSFER_SYNTAXES)}"
             )
+        if self.transfer_syntax in ("rle", "jpeg2000", "jpegls"):
+            from pydicom.pixels import get_encoder
+
+            if not get_encoder(TRANSFER_SYNTAXES[self.transfer_syntax]).is_available:
+                raise ValueError(
+                    f"transfer_syntax: no encoder for {self.transfer_syntax} is installed "
+                    "(pylibjpeg-rle, pylibjpeg-openjpeg or pyjpegls)"
+                )
         if self.rescale_intercept not in (None, -1024, -1000, 0):
             raise ValueError(
                 f"rescale_intercept: {self.rescale_intercept} is not -1024, -1000 or 0"
