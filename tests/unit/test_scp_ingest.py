@@ -262,4 +262,7 @@ def test_concurrent_writers_of_one_series(any_db: Database) -> None:
 def test_indexed_files(any_db: Database) -> None:
     when = utcnow() - timedelta(minutes=1)
     ingest.record_instance(any_db, header("1.2.3.4.1"), stored("1.2.3.4.1"), None, now=when)
-    assert ingest.indexed_files(any_db) == {"1.2.3/1.2.3.4/1.2.3.4.1.dcm": (when, "a" * 64)}
+    assert ingest.indexed_files(any_db, "1.2.3.4") == {
+        "1.2.3/1.2.3.4/1.2.3.4.1.dcm": (when, "a" * 64)
+    }
+    assert ingest.indexed_files(any_db, "1.2.3.5") == {}

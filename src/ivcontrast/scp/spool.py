@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -233,18 +233,18 @@ class Spool:
             log.info("removed %d stale temporary files from %s", removed, self.incoming)
         return removed
 
-    def files(self) -> list[tuple[str, float]]:
-        """Every spooled file as (relative path, mtime), skipping the incoming folder."""
-        out = []
+    def series_files(self) -> Iterator[tuple[str, list[tuple[str, float]]]]:
+        """Each series folder's UID with its files as (relative path, mtime)."""
         for study in _subdirs(self.root):
             if study.name == INCOMING:
                 continue
             for series in _subdirs(Path(study.path)):
+                files = []
                 for entry in os.scandir(series.path):
                     if entry.name.endswith(SUFFIX) and entry.is_file():
                         rel = f"{study.name}/{series.name}/{entry.name}"
-                        out.append((rel, entry.stat().st_mtime))
-        return out
+                        files.append((rel, entry.stat().st_mtime))
+                yield series.name, files
 
 
 def _subdirs(path: Path) -> list[os.DirEntry[str]]:
@@ -304,29 +304,34 @@ def reconcile(spool: Spool, db: Database) -> int:
     """
     from ivcontrast.scp.header import HeaderError, instance_header, read_file_header
 
-    known = indexed_files(db)
     indexed = 0
-    for rel, mtime in spool.files():
-        seen = known.get(rel)
-        # A recorded file is never newer than its row: a newer one was replaced, not recorded.
-        if seen is not None and mtime <= seen[0].timestamp() + 1.0:
-            continue
-        path = spool.root / rel
-        try:
-            ds, ts = read_file_header(path)
-            header = instance_header(ds, ts)
-            if rel != relative_path(header.study_uid, header.series_uid, header.sop_instance_uid):
-                raise HeaderError(f"{rel}: its UIDs do not match its path")
-            raw = path.read_bytes()
-            meta_end = 132 + 12 + struct.unpack_from("<I", raw, 140)[0]
-            stored = StoredFile(rel, len(raw), hashlib.sha256(raw[meta_end:]).hexdigest())
-        except (HeaderError, ValueError, OSError, struct.error) as exc:
-            log.warning("reconcile: skipping %s: %s", rel, exc)
-            continue
-        if seen is not None and stored.sha256 == seen[1]:
-            continue  # re-sent with identical bytes: rewritten, nothing new
-        record_instance(db, header, stored, None, event_kind_new=EVENT_RECONCILED)
-        indexed += 1
+    # One series at a time: the store's view of a whole large spool need not fit in memory.
+    for series_uid, files in spool.series_files():
+        known = indexed_files(db, series_uid)
+        for rel, mtime in files:
+            seen = known.get(rel)
+            # A recorded file is never newer than its row; a newer one was replaced since.
+            if seen is not None and mtime <= seen[0].timestamp() + 1.0:
+                continue
+            path = spool.root / rel
+            try:
+                ds, ts = read_file_header(path)
+                header = instance_header(ds, ts)
+                expected = relative_path(
+                    header.study_uid, header.series_uid, header.sop_instance_uid
+                )
+                if rel != expected:
+                    raise HeaderError(f"{rel}: its UIDs do not match its path")
+                raw = path.read_bytes()
+                meta_end = 132 + 12 + struct.unpack_from("<I", raw, 140)[0]
+                stored = StoredFile(rel, len(raw), hashlib.sha256(raw[meta_end:]).hexdigest())
+            except (HeaderError, ValueError, OSError, struct.error) as exc:
+                log.warning("reconcile: skipping %s: %s", rel, exc)
+                continue
+            if seen is not None and stored.sha256 == seen[1]:
+                continue  # re-sent with identical bytes: rewritten, nothing new
+            record_instance(db, header, stored, None, event_kind_new=EVENT_RECONCILED)
+            indexed += 1
     if indexed:
         log.info("reconcile: indexed %d spool files the store did not know", indexed)
     return indexed

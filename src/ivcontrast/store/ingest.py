@@ -544,10 +544,12 @@ def _clip(value: str | None, length: int) -> str | None:
 # --- reconcile ----------------------------------------------------------------------------
 
 
-def indexed_files(db: Database) -> dict[str, tuple[datetime, str]]:
-    """Every indexed spool path with the time it was recorded and its sha256."""
+def indexed_files(db: Database, series_uid: str) -> dict[str, tuple[datetime, str]]:
+    """The indexed spool paths of one series, with when each was recorded and its sha256."""
     with db.engine.connect() as conn:
         rows = conn.execute(
             select(_instances.c.path, _instances.c.received_at, _instances.c.sha256)
+            .join(_series, _series.c.id == _instances.c.series_id)
+            .where(_series.c.series_uid == series_uid)
         )
         return {row.path: (row.received_at, row.sha256) for row in rows}
