@@ -7,6 +7,7 @@ echoscu (subprocesses, TCP_NODELAY=1) talk to it.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -393,3 +394,42 @@ def test_storescu_sends_compressed_files_as_they_are(
     assert stored.file_meta.TransferSyntaxUID == RLELossless
     assert stored.PixelData == ds.PixelData
     assert (stored.pixel_array == ds.pixel_array).all()
+
+
+def test_peer_that_drops_or_garbles_the_connection_is_recorded_as_aborted(
+    listener: InProcessListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    contexts = [(CTImageStorage, [ExplicitVRLittleEndian])]
+    # 1. The connection is closed after one instance, without a release.
+    scu = Scu("DROPPER")
+    with scu.associate(listener.port, contexts) as assoc:
+        ds = dicom_factory.ct_image(rows=8, columns=8)
+        assert assoc.send_c_store(ds).Status == 0x0000
+        assoc.dul.socket.socket.shutdown(socket.SHUT_RDWR)
+        assoc.abort()
+    # 2. An unknown PDU type arrives.
+    scu = Scu("GARBLER")
+    with scu.associate(listener.port, contexts) as assoc:
+        assoc.dul.socket.socket.sendall(b"\x09\x00\x00\x00\x00\x02ab")
+        time.sleep(0.5)
+    # 3. The listener's DUL itself fails (a bug, say): it aborts, and the end is recorded.
+    from ivcontrast.scp import reactor
+
+    def broken(self: reactor.FastDUL) -> bool:
+        raise RuntimeError("bug in the reactor")
+
+    scu = Scu("VICTIM")
+    with scu.associate(listener.port, contexts) as assoc:
+        monkeypatch.setattr(reactor.FastDUL, "_is_transport_event", broken)
+        assoc.dul.socket.socket.sendall(b"\x05\x00\x00\x00\x00\x04\x00\x00\x00\x00")
+        time.sleep(0.5)
+    monkeypatch.undo()
+
+    rows = {a.calling_ae: a for a in wait_closed(listener, 3)}
+    assert {k: v.state for k, v in rows.items()} == {
+        "DROPPER": AssociationState.ABORTED,
+        "GARBLER": AssociationState.ABORTED,
+        "VICTIM": AssociationState.ABORTED,
+    }
+    assert rows["DROPPER"].instances_received == 1
+    assert len(instances(listener)) == 1

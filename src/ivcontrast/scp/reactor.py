@@ -266,6 +266,18 @@ class FastAssociation(Association):
         super().kill()
 
     def _run_reactor(self) -> None:
+        self._end_announced = False
+        try:
+            self._reactor_loop()
+        finally:
+            if not (self._end_announced or self.is_released or self._sent_abort):
+                # Ended another way (the DUL hit an error, sent an A-ABORT and stopped):
+                # pynetdicom triggers no event then; we do, so that the end is recorded.
+                self.is_aborted = True
+                self.is_established = False
+                evt.trigger(self, evt.EVT_ABORTED, {})
+
+    def _reactor_loop(self) -> None:
         self._is_paused = False
         while not self._kill:
             self._wake.wait(IDLE_WAIT)
@@ -285,6 +297,7 @@ class FastAssociation(Association):
                 self.acse.send_release(is_response=True)
                 self.is_released = True
                 self.is_established = False
+                self._end_announced = True
                 evt.trigger(self, evt.EVT_RELEASED, {})
                 self.kill()
                 return
@@ -292,6 +305,7 @@ class FastAssociation(Association):
                 self.dul.receive_pdu(wait=False)
                 self.is_aborted = True
                 self.is_established = False
+                self._end_announced = True
                 evt.trigger(self, evt.EVT_ABORTED, {})
                 self.kill()
                 return
@@ -310,7 +324,8 @@ class FastSocket(AssociationSocket):
 
     def recv(self, nr_bytes: int) -> bytearray:
         sock = self.socket
-        assert sock is not None
+        if sock is None:
+            raise OSError("the connection is closed")
         buf = bytearray(nr_bytes)
         got = 0
         with memoryview(buf) as view:
