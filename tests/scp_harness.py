@@ -244,6 +244,42 @@ def storescu(
     return StorescuResult(out.returncode, output, parse_storescu(output))
 
 
+def kill_during_storescu(scp: ScpProcess, files: Sequence[Path], after: int) -> list[Path]:
+    """Send ``files`` with storescu and SIGKILL every listener process once ``after`` of
+    them got Success (a crash in the middle of a transfer). Returns the files that got
+    Success; raises if the transfer ended before the kill landed."""
+    import threading
+
+    sender = subprocess.Popen(
+        storescu_command(scp.port, files),
+        env={**os.environ, **DCMTK_ENV},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    enough = threading.Event()
+
+    def read() -> None:
+        assert sender.stdout is not None
+        for line in sender.stdout:
+            lines.append(line)
+            if sum("Store Response (Success)" in x for x in lines) >= after:
+                enough.set()
+        enough.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    enough.wait(120)
+    scp.kill()
+    sender.wait(60)
+    reader.join(10)
+    acknowledged = parse_storescu("".join(lines))
+    if not after <= len(acknowledged) < len(files):
+        raise AssertionError(f"the kill did not land mid-transfer ({len(acknowledged)} sent)")
+    return acknowledged
+
+
 def echoscu(
     port: int, called: str = AE_TITLE, calling: str = "ECHOSCU"
 ) -> subprocess.CompletedProcess[str]:

@@ -11,8 +11,6 @@ import hashlib
 import os
 import signal
 import socket
-import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -20,13 +18,11 @@ import dicom_factory
 import pytest
 from pydicom import dcmread
 from scp_harness import (
-    DCMTK_ENV,
     ScpProcess,
     echoscu,
-    parse_storescu,
+    kill_during_storescu,
     spooled_dataset,
     storescu,
-    storescu_command,
 )
 from sqlalchemy import select
 
@@ -119,32 +115,7 @@ def test_kill_9_in_the_middle_of_a_transfer_then_restart(tmp_path: Path) -> None
     node = tmp_path / "node"
     scp = ScpProcess(node, processes=2)
     scp.start()
-    sender = subprocess.Popen(
-        storescu_command(scp.port, files),
-        env={**os.environ, **DCMTK_ENV},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: list[str] = []
-    enough = threading.Event()
-
-    def read() -> None:
-        assert sender.stdout is not None
-        for line in sender.stdout:
-            lines.append(line)
-            if sum("Store Response (Success)" in x for x in lines) >= 40:
-                enough.set()
-        enough.set()
-
-    reader = threading.Thread(target=read)
-    reader.start()
-    assert enough.wait(120)
-    scp.kill()  # SIGKILL to the supervisor and every listener process, mid-transfer
-    sender.wait(60)
-    reader.join(10)
-    acknowledged = parse_storescu("".join(lines))
-    assert 40 <= len(acknowledged) < len(files), "the kill did not land mid-transfer"
+    acknowledged = kill_during_storescu(scp, files, after=40)
 
     restarted = ScpProcess(node, processes=2)
     restarted.start()
