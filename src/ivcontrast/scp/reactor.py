@@ -66,6 +66,32 @@ class _WakeQueue(queue.Queue):  # type: ignore[type-arg]
         self._wake()
 
 
+def _p_data(body: bytearray) -> P_DATA | None:
+    """The P-DATA primitive of a P-DATA-TF PDU's items (PS3.8 9.3.5); None if malformed.
+
+    The PDV values are views into ``body`` (DIMSE copies them into its message buffers).
+    """
+    view = memoryview(body)
+    pdvs = []
+    offset, end = 0, len(view)
+    while offset < end:
+        if offset + 6 > end:
+            return None
+        item_length = int.from_bytes(view[offset : offset + 4], "big")
+        if item_length < 2 or offset + 4 + item_length > end:
+            return None
+        # (presentation context ID, message control header + fragment)
+        pdvs.append((view[offset + 4], view[offset + 5 : offset + 4 + item_length]))
+        offset += 4 + item_length
+    if not pdvs:
+        return None
+    primitive = P_DATA()
+    primitive.presentation_data_value_list = []
+    # As pynetdicom's P_DATA_TF.to_primitive does: appended, not validated as bytes.
+    primitive.presentation_data_value_list.extend(pdvs)  # type: ignore[arg-type]
+    return primitive
+
+
 class FastDUL(DULServiceProvider):
     """pynetdicom's DUL provider with a loop that blocks in select() instead of sleeping."""
 
@@ -132,6 +158,75 @@ class FastDUL(DULServiceProvider):
                 self._wait(IDLE_WAIT)
                 continue
             self.state_machine.do_action(event)
+
+    def _read_pdu_data(self) -> None:
+        """Read one PDU; a P-DATA-TF during data transfer goes straight to the DIMSE layer.
+
+        pynetdicom decodes every PDU into objects, queues an event, and runs the state
+        machine, whose only action for a P-DATA-TF in Sta6 is to hand its PDVs to DIMSE and
+        stay in Sta6. A CT slice is several such PDUs; doing just that, without copies or
+        queues, saves a good share of the listener's CPU. Any other PDU, any other state,
+        pending events, or bound PDU/transition handlers: pynetdicom's own path.
+        """
+        if not self._p_data_fast_path():
+            super()._read_pdu_data()
+            return
+        sock = self.socket
+        assert sock is not None
+        try:
+            header = sock.recv(6)
+            if len(header) < 6:
+                raise OSError("connection closed in a PDU header")
+            pdu_type, _, length = struct.unpack(">BBL", header)
+            if pdu_type != 0x04:
+                self._finish_pdu(header, pdu_type, length)
+                return
+            body = sock.recv(length)
+            if len(body) != length:
+                raise OSError(f"connection closed after {len(body)} of {length} PDU bytes")
+        except (OSError, TimeoutError) as exc:
+            log.error("connection closed before the entire PDU was received: %s", exc)
+            self.event_queue.put("Evt17")
+            return
+        primitive = _p_data(body)
+        if primitive is None:
+            log.error("invalid P-DATA-TF PDU received")
+            self.event_queue.put("Evt19")
+            return
+        self.assoc.dimse.receive_primitive(primitive)
+
+    def _p_data_fast_path(self) -> bool:
+        assoc = self.assoc
+        return (
+            self.state_machine.current_state == "Sta6"
+            and self.event_queue.empty()
+            and self._recv_pdu.empty()
+            and not assoc.get_handlers(evt.EVT_DATA_RECV)
+            and not assoc.get_handlers(evt.EVT_PDU_RECV)
+            and not assoc.get_handlers(evt.EVT_FSM_TRANSITION)
+        )
+
+    def _finish_pdu(self, header: bytes, pdu_type: int, length: int) -> None:
+        """The rest of pynetdicom's _read_pdu_data, for a PDU whose header we have read."""
+        assert self.socket is not None
+        if pdu_type not in (0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07):
+            log.error("unknown PDU type received: 0x%02X", pdu_type)
+            self.event_queue.put("Evt19")
+            return
+        bytestream = bytearray(header)
+        bytestream += self.socket.recv(length)
+        if len(bytestream) != 6 + length:
+            log.error("the received PDU is shorter than expected")
+            self.event_queue.put("Evt17")
+            return
+        try:
+            pdu, event = self._decode_pdu(bytestream)
+        except Exception as exc:
+            log.error("unable to decode the received PDU: %s", exc)
+            self.event_queue.put("Evt19")
+            return
+        self.event_queue.put(event)
+        self._recv_pdu.put(pdu)
 
     def _abort_hard(self, exc: Exception) -> None:
         # As pynetdicom does: bypass the state machine, send an A-ABORT and stop.
