@@ -29,3 +29,37 @@ def test_fast_c_store_response_matches_pynetdicom(
     message = C_STORE_RSP()
     message.primitive_to_message(rsp)
     assert encode_c_store_rsp(rsp) == encode(message.command_set, True, True)
+
+
+def test_p_data_items_are_split_as_pynetdicom_does() -> None:
+    from pynetdicom.pdu import P_DATA_TF
+    from pynetdicom.pdu_primitives import P_DATA
+
+    from ivcontrast.scp.reactor import _p_data
+
+    sent = P_DATA()
+    sent.presentation_data_value_list = [[1, b"\x03command"], [3, b"\x00data fragment"]]
+    pdu = P_DATA_TF()
+    pdu.from_primitive(sent)
+    encoded = pdu.encode()
+    ours = _p_data(bytearray(encoded[6:]))
+    assert ours is not None
+    assert [(cid, bytes(v)) for cid, v in ours.presentation_data_value_list] == [
+        (1, b"\x03command"),
+        (3, b"\x00data fragment"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"\x00\x00\x00\x01\x01",  # an item too short for a control header
+        b"\x00\x00\x00\x09\x01\x03abc",  # an item longer than the PDU
+        b"\x00\x00",  # a truncated item length
+    ],
+)
+def test_malformed_p_data_items(body: bytes) -> None:
+    from ivcontrast.scp.reactor import _p_data
+
+    assert _p_data(bytearray(body)) is None
