@@ -241,7 +241,7 @@ class DicomSeries:
         right, down = iop[:3], iop[3:]
         normal = slice_normal(right, down)
         z = np.asarray([h.position @ normal for h in headers])
-        number_key = [h.instance_number if h.instance_number is not None else 0 for h in headers]
+        number_key = np.asarray([h.instance_number or 0 for h in headers])
         order = np.lexsort((np.asarray([str(h.path) for h in headers]), number_key, z))
         kept: list[int] = []
         duplicates = 0

@@ -322,7 +322,7 @@ def preprocess(source: SliceSource, config: PreprocessConfig) -> ModelInput:
     for chunk in _chunks(groups):
         t0 = time.perf_counter()
         needed = np.unique(np.concatenate(chunk))
-        decoded = source.read(needed)
+        decoded = source.read(needed.tolist())
         where = {int(v): k for k, v in enumerate(needed)}
         if all(len(g) == 1 for g in chunk):
             hu = decoded[[where[int(g[0])] for g in chunk]]
