@@ -9,8 +9,8 @@ from sqlalchemy import select
 
 from ivcontrast.store.db import Database
 from ivcontrast.store.models import Job, JobState, Series, SeriesState, Study, utcnow
+from ivcontrast.store.queue import JobQueue, LeaseLost, enqueue, reap_expired
 from ivcontrast.worker.jobs import mark_series_failed
-from ivcontrast.worker.queue import JobQueue, LeaseLost, enqueue, reap_expired
 
 
 @pytest.fixture

@@ -9,36 +9,19 @@ that retrying cannot fix (bad data); any other exception is retried with backoff
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ivcontrast.store.db import Database
 from ivcontrast.store.models import Instance, Job, Series, SeriesState
+from ivcontrast.store.queue import JobResult, LeasedJob, PermanentJobError, enqueue
 from ivcontrast.worker.eligibility import EligibilityRule, InstanceHeader, skip_reason
-from ivcontrast.worker.queue import LeasedJob, enqueue
 
 log = logging.getLogger(__name__)
 
 CHECK = "check"
 CLASSIFY = "classify"
-
-
-class PermanentJobError(Exception):
-    """Retrying will not help (unreadable or inconsistent data); fail the job now."""
-
-
-@dataclass(frozen=True)
-class JobResult:
-    outcome: str
-    effects: Callable[[Session], None] | None = None
-
-
-class JobHandler(Protocol):
-    def __call__(self, job: LeasedJob) -> JobResult: ...
 
 
 def current_series(session: Session, job: LeasedJob) -> Series | None:

@@ -22,16 +22,17 @@ from ivcontrast.config import Settings
 from ivcontrast.store.db import Database
 from ivcontrast.store.models import Worker as WorkerRow
 from ivcontrast.store.models import utcnow
+from ivcontrast.store.queue import (
+    JobHandler,
+    JobQueue,
+    LeasedJob,
+    LeaseLost,
+    PermanentJobError,
+    reap_expired,
+)
 from ivcontrast.worker.completion import CompletionRule
 from ivcontrast.worker.eligibility import EligibilityRule
-from ivcontrast.worker.jobs import (
-    CHECK,
-    CheckSeries,
-    JobHandler,
-    PermanentJobError,
-    mark_series_failed,
-)
-from ivcontrast.worker.queue import JobQueue, LeasedJob, LeaseLost, reap_expired
+from ivcontrast.worker.jobs import CHECK, CheckSeries, mark_series_failed
 from ivcontrast.worker.sweep import sweep_once
 
 log = logging.getLogger(__name__)

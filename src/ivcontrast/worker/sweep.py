@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 
 from ivcontrast.store.db import Database
 from ivcontrast.store.models import Association, Instance, Series, SeriesState, utcnow
+from ivcontrast.store.queue import enqueue
 from ivcontrast.worker.completion import CompletionRule, DeliveringAssociation, completion_reason
-from ivcontrast.worker.queue import enqueue
 
 log = logging.getLogger(__name__)
 

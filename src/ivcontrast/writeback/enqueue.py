@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from ivcontrast.config import WritebackSettings
 from ivcontrast.store.models import Job, Result, Series, Writeback
-from ivcontrast.worker.queue import enqueue
+from ivcontrast.store.queue import enqueue
 from ivcontrast.writeback.policy import selected
 from ivcontrast.writeback.uids import WritebackUids
 

@@ -34,8 +34,7 @@ from ivcontrast import __version__
 from ivcontrast.config import DicomDestination, FolderDestination, Settings
 from ivcontrast.store.db import Database
 from ivcontrast.store.models import Instance, Result, Series, Writeback, utcnow
-from ivcontrast.worker.jobs import JobResult, PermanentJobError
-from ivcontrast.worker.queue import LeasedJob
+from ivcontrast.store.queue import JobResult, LeasedJob, PermanentJobError
 from ivcontrast.writeback.correct import (
     Contribution,
     CopiedInstance,

@@ -1,5 +1,8 @@
 """A durable job queue in the store: enqueue once, lease, release with an outcome.
 
+The queue and the handler contract (``JobHandler``, ``JobResult``) live in the store so
+that the worker and write-back both build on it without importing each other.
+
 A worker claims a pending job and holds a lease until ``lease_expires_at``; it releases the
 job as done (with an outcome) or failed (retried with exponential backoff until
 ``max_attempts``). A worker that dies leaves its lease to expire; ``reap_expired`` puts such
@@ -16,7 +19,7 @@ import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -33,6 +36,10 @@ class LeaseLost(RuntimeError):
     """The job's lease expired and it was reaped or taken by another worker."""
 
 
+class PermanentJobError(Exception):
+    """Retrying will not help (unreadable or inconsistent data); fail the job now."""
+
+
 @dataclass(frozen=True)
 class LeasedJob:
     id: int
@@ -43,6 +50,20 @@ class LeasedJob:
     payload: dict[str, Any] | None
     attempts: int
     max_attempts: int
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What a handler did: an outcome, and the store changes committed with the release."""
+
+    outcome: str
+    effects: Callable[[Session], None] | None = None
+
+
+class JobHandler(Protocol):
+    """Runs one kind of job; raises PermanentJobError for bad data, anything else is retried."""
+
+    def __call__(self, job: LeasedJob) -> JobResult: ...
 
 
 def enqueue(
