@@ -15,7 +15,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ivcontrast.synth.geometry import Blob, Capsule, DomeFill, Ellipse, Layer, Shape, Tube
+from ivcontrast.synth.geometry import (
+    Blob,
+    Capsule,
+    Deformation,
+    DomeFill,
+    Ellipse,
+    Layer,
+    Shape,
+    Star,
+    Tube,
+    hull_radii,
+)
 from ivcontrast.synth.physiology import LABEL
 
 Rng = np.random.Generator
@@ -78,13 +89,15 @@ class Patient:
 @dataclass
 class Anatomy:
     """The shapes of one patient, with z extents for fast culling, and what the scanner
-    needs to know (metal, dense bone pairs for beam hardening, the body outline)."""
+    needs to know (metal, dense bone pairs for beam hardening, the body outline), and
+    the smooth field that makes the shapes' borders irregular."""
 
     patient: Patient
     shapes: list[Shape]
     metal: list[Metal]
     dense_pairs: list[tuple[Callable[[float], tuple[float, float, float, float] | None], float]]
     outline: Blob
+    deformation: Deformation | None = None
     zmin: np.ndarray = field(init=False)
     zmax: np.ndarray = field(init=False)
 
@@ -285,25 +298,44 @@ class _Builder:
         self.lungs()
         self.abdomen()
         self.mediastinum()
+        self.rib_cage()
         self.spine()
         self.neck()
         self.head()
         self.calcium_and_metal()
-        return Anatomy(self.p, self.shapes, self.metal, self.dense_pairs, outline)
+        # Drawn last, from its own generator: the shapes above keep their draws.
+        deformation = Deformation(
+            np.random.default_rng(int(self.rng.integers(2**63))),
+            half_width=330.0,
+            z_range=(Z_BOTTOM * 1.15 - 20.0, Z_TOP * 1.15 + 20.0),
+        )
+        return Anatomy(self.p, self.shapes, self.metal, self.dense_pairs, outline, deformation)
 
     def add(self, shape: Shape) -> Shape:
         self.shapes.append(shape)
         return shape
 
     def ellipse(
-        self, label: str, tissue: str, knots: list[tuple[float, ...]], angle: float = 0.0
+        self,
+        label: str,
+        tissue: str,
+        knots: list[tuple[float, ...]],
+        angle: float = 0.0,
+        wobble: float = 0.0,
     ) -> Ellipse:
-        e = Ellipse.make(LABEL[label], tissue, knots, angle)
+        e = Ellipse.make(LABEL[label], tissue, knots, angle, wobble)
         self.add(e)
         return e
 
-    def tube(self, label: str, tissue: str, points: list[tuple[float, ...]], radii: object) -> Tube:
-        t = Tube.make(LABEL[label], tissue, points, radii)  # type: ignore[arg-type]
+    def tube(
+        self,
+        label: str,
+        tissue: str,
+        points: list[tuple[float, ...]],
+        radii: object,
+        wobble: float = 0.0,
+    ) -> Tube:
+        t = Tube.make(LABEL[label], tissue, points, radii, wobble)  # type: ignore[arg-type]
         self.add(t)
         return t
 
@@ -383,8 +415,9 @@ class _Builder:
             zk=zs,
             params=np.array(params),
             layers=[
-                Layer(LABEL["fat"], "fat", np.array(fat)),
-                Layer(LABEL["muscle"], "muscle", np.array(mus)),
+                # the muscle wall moves less than the skin: fat thickness varies too
+                Layer(LABEL["fat"], "fat", np.array(fat), wobble=3.0),
+                Layer(LABEL["muscle"], "muscle", np.array(mus), wobble=1.8),
             ],
             skin=rng.uniform(1.2, 2.2),
             skin_tissue="skin",
@@ -405,18 +438,7 @@ class _Builder:
                 for z in zs:
                     x = side * (self.A(z) + p.muscle_mm + p.fat_mm + r_arm + rng.uniform(8, 25))
                     knots.append((z, x, 0.15 * self.B(z), r_arm * 0.9, r_arm * 1.05))
-                self.ellipse(
-                    "fat", "skin", [(k[0], k[1], k[2], k[3] + 1.5, k[4] + 1.5) for k in knots]
-                )
-                self.ellipse("fat", "fat", knots)
-                self.ellipse(
-                    "muscle",
-                    "muscle",
-                    [
-                        (k[0], k[1], k[2], k[3] - p.fat_mm * 0.6, k[4] - p.fat_mm * 0.6)
-                        for k in knots
-                    ],
-                )
+                self.arm_layers(knots)
                 bone = [(k[0], k[1] - side * 4, k[2] + 4, 11.0, 11.0) for k in knots]
                 self.ellipse("bone_cortical", "cortical", bone)
                 self.ellipse("bone_trabecular", "marrow", [(*b[:3], 6.5, 6.5) for b in bone])
@@ -428,21 +450,20 @@ class _Builder:
                     x = side * (p.neck_a + p.fat_mm + r_arm + 45 + (z - bottom) * 0.1)
                     y = self.yn + 10 + (z - bottom) * 0.1
                     knots.append((z, x, y, r_arm, r_arm * 1.1))
-                self.ellipse(
-                    "fat", "skin", [(k[0], k[1], k[2], k[3] + 1.5, k[4] + 1.5) for k in knots]
-                )
-                self.ellipse("fat", "fat", knots)
-                self.ellipse(
-                    "muscle",
-                    "muscle",
-                    [
-                        (k[0], k[1], k[2], k[3] - p.fat_mm * 0.6, k[4] - p.fat_mm * 0.6)
-                        for k in knots
-                    ],
-                )
+                self.arm_layers(knots)
                 bone = [(k[0], k[1], k[2], 11.0, 11.0) for k in knots]
                 self.ellipse("bone_cortical", "cortical", bone)
                 self.ellipse("bone_trabecular", "marrow", [(*b[:3], 6.5, 6.5) for b in bone])
+
+    def arm_layers(self, knots: list[tuple[float, ...]]) -> None:
+        """Skin, fat and muscle of one arm (bone added by the caller)."""
+        fat = self.p.fat_mm * 0.6
+        self.ellipse(
+            "fat", "skin", [(k[0], k[1], k[2], k[3] + 1.5, k[4] + 1.5) for k in knots], wobble=2.5
+        )
+        self.ellipse("fat", "fat", knots, wobble=2.5)
+        muscle = [(k[0], k[1], k[2], k[3] - fat, k[4] - fat) for k in knots]
+        self.ellipse("muscle", "muscle", muscle, wobble=1.8)
 
     def breasts(self) -> None:
         """Breasts lie on the pectoral muscles: fat with glandular tissue, in front."""
@@ -461,9 +482,9 @@ class _Builder:
                 ]
                 b = size * 0.7 * s + 2
                 knots.append((z, x, float(front) - b - 1.0, (size * 0.9 + 25) * s, b))
-            self.ellipse("breast", "fat", knots)
+            self.ellipse("breast", "fat", knots, wobble=3.0)
             gland = [(k[0], k[1], k[2] + k[4] * 0.25, k[3] * 0.6, k[4] * 0.55) for k in knots]
-            self.ellipse("breast", "breast_gland", gland)
+            self.ellipse("breast", "breast_gland", gland, wobble=4.0)
 
     def rib_path(
         self, k: int, side: float
@@ -513,11 +534,12 @@ class _Builder:
         depth: Callable[[float], float],
         levels: Sequence[float],
         pieces: int = 3,
-        half: float = 0.8,
+        half: float = 0.45,
     ) -> None:
         """A fat plane between two muscles of the chest wall: a sheet at ``depth(z)`` mm
         outside the rib cage, from angle theta0 to theta1 (degrees; 90 = back), drawn as
-        a few flat capsules that follow the wall's curve."""
+        a few flat capsules that follow the wall's curve. The deformation field thickens
+        it in places and pinches it off in others, as real fascial fat is."""
         ts = np.deg2rad(np.linspace(theta0, theta1, pieces + 1))
         for t0, t1 in itertools.pairwise(ts):
             kn = []
@@ -530,7 +552,24 @@ class _Builder:
                     r = a * b / np.hypot(b * np.cos(th), a * np.sin(th))
                     pts.append((r * np.cos(th), r * np.sin(th)))
                 kn.append((z, pts[0][0], pts[0][1], pts[1][0], pts[1][1], half))
-            self.add(Capsule.make(LABEL["fat"], "fat", kn))
+            self.add(Capsule.make(LABEL["fat"], "fat", kn, wobble=0.8))
+
+    def muscle_with_plane(
+        self, knots: list[tuple[float, ...]], gap: float, wobble: float = 1.6
+    ) -> None:
+        """A muscle with a fat plane along part of its border, not a ring around it: the
+        fat is the muscle shrunk a little and shifted by up to ``gap`` mm to one side, so
+        it shows along a third of the border at most, and its border follows the
+        deformation field less than the muscle's, so the plane thins out and vanishes;
+        elsewhere muscle abuts muscle."""
+        rng = self.rng
+        ang = rng.uniform(0.0, 2.0 * np.pi)
+        shift = gap * rng.uniform(0.6, 1.4)
+        dx, dy = shift * np.cos(ang), shift * np.sin(ang)
+        grow = -0.5 * shift
+        fat = [(k[0], k[1] + dx, k[2] + dy, k[3] + grow, k[4] + grow) for k in knots]
+        self.ellipse("fat", "fat", fat, wobble=0.6 * wobble)
+        self.ellipse("muscle", "muscle", knots, wobble=wobble)
 
     def chest_wall(self) -> None:
         p, rng = self.p, self.rng
@@ -554,8 +593,12 @@ class _Builder:
                 back = float(self.outline.border(z, layer=1)[1].max())
                 cy = min(self.spine_y(z) + 38 + size * 0.25, back - size - 2.0)
                 kn.append((z, self.spine_x(z) + side * (size * 0.8 + 9), cy, size * 0.8, size))
-            self.ellipse("fat", "fat", [(k[0], k[1], k[2], k[3] + 1.2, k[4] + 1.2) for k in kn])
-            self.ellipse("muscle", "muscle", kn)
+            self.muscle_with_plane(kn, gap=2.5)
+
+    def rib_cage(self) -> None:
+        """Ribs, sternum, clavicles, scapulae and humeral heads: painted after the lungs
+        and the mediastinum, which end where the bones begin."""
+        p, rng = self.p, self.rng
         # Ribs: cortical shell, marrow; costal cartilage to the sternum.
         for k in range(1, 13):
             for side in (-1.0, 1.0):
@@ -1182,7 +1225,54 @@ class _Builder:
                 "lymph_node",
                 "lymph",
                 [(z - r * 2, x, y, 0.5, 0.5), (z, x, y, r * 1.3, r), (z + r * 2, x, y, 0.5, 0.5)],
+                wobble=0.6,
             )
+        # The mediastinum: the vessels, airways and oesophagus sit in one body of fat
+        # between the lungs (the convex hull of them all, from the sternum to the
+        # spine), painted under the heart and everything above.
+        lsa_med = [q for q in lsa if abs(q[0]) < 40.0]
+        tubes: list[tuple[list[tuple[float, ...]], list[float]]] = [
+            (asc, rad),
+            (svc, [9.5, 10.5, 11.5]),
+            (pt, [13.5, 14.0, 13.0]),
+            (lpa[:2], [11.0, 10.0]),
+            (rpa[:3], [11.0, 10.5, 9.5]),
+            (tr, [rt + 2.0] * len(tr)),
+            (az, [3.5, 4.0, 4.5, 4.5, 4.5]),
+            (bct, [7.0] * 3),
+            (lcca0, [4.5] * 2),
+            (lsa_med, [5.0] * len(lsa_med)),
+            ([q for q in lbcv if abs(q[0]) < 50.0], [7.0] * 4),
+            (rbcv[:2], [8.0, 7.0]),
+        ]
+        self.shapes.insert(heart_start, self.mediastinal_fat(tubes, zc + 35 * self.h))
+
+    def mediastinal_fat(
+        self, tubes: list[tuple[list[tuple[float, ...]], list[float]]], heart_top: float
+    ) -> Star:
+        vf = self.p.visceral_fat
+        margin = 3.0 + 5.0 * vf + self.rng.uniform(0, 3)
+        knots = []
+        n_rays = 48
+        samples = _tube_samples(tubes)
+        for n in np.arange(-170.0, Z_APEX + 6.0, 5.0):
+            z = self.z(n)
+            circles = _cuts(samples, z)
+            oe = np.asarray(self.oesophagus)
+            if oe[-1, 0] <= z <= oe[0, 0]:
+                k = oe[np.argsort(oe[:, 0])]
+                x, y, a, b = (float(np.interp(z, k[:, 0], k[:, i])) for i in range(1, 5))
+                circles.append((x, y, max(a, b)))
+            # the vertebral bodies behind, the sternum in front above the heart
+            circles.append((self.spine_x(z), self.spine_y(z) - 10.0, 6.0))
+            if z > heart_top:
+                circles.append((0.0, -self.B(z) + 10.0 + margin, 8.0))
+            if len(circles) < 3:
+                knots.append((z, 0.0, 0.0, *np.zeros(n_rays)))
+                continue
+            cx, cy, radii = hull_radii([(x, y, r + margin) for x, y, r in circles], n_rays)
+            knots.append((z, cx, cy, *radii))
+        return Star.make(LABEL["fat"], "fat", knots, wobble=2.5)
 
     def abdominal_crura(self, aorta: list[tuple[float, ...]]) -> None:
         B = self.p.cavity_b
@@ -1327,8 +1417,7 @@ class _Builder:
                 )
             for k in range(5):
                 kn = [(z, g[k][0], g[k][1], g[k][2] * (g[k][3] > 1), g[k][3]) for z, g in groups]
-                self.ellipse("fat", "fat", [(z, x, y, a + 0.8, b + 0.8) for z, x, y, a, b in kn])
-                self.ellipse("muscle", "muscle", kn)
+                self.muscle_with_plane(kn, gap=2.0, wobble=1.2)
             fat_pad = [
                 (z, side * na * 0.62, yn + nb * 0.05, 10 + p.fat_mm * 0.4, 9 + p.fat_mm * 0.3)
                 for z in zs[1:4]
@@ -1805,6 +1894,31 @@ class _Builder:
                     [(x + 3, y + 2, z - 3), (x + 3, y + 3, z + 6)],
                     rng.uniform(0.8, 1.8),
                 )
+
+
+def _tube_samples(
+    tubes: Sequence[tuple[Sequence[tuple[float, ...]], Sequence[float]]],
+) -> np.ndarray:
+    """Points (x, y, z, r) every 2 mm along polyline tubes."""
+    out = []
+    for points, radii in tubes:
+        p = np.asarray(points, dtype=float)
+        r = np.asarray(radii, dtype=float)
+        for i in range(len(p) - 1):
+            length = float(np.linalg.norm(p[i + 1] - p[i]))
+            f = np.linspace(0.0, 1.0, max(2, int(length / 2.0) + 1))[:, None]
+            q = p[i] * (1 - f) + p[i + 1] * f
+            out.append(np.column_stack([q, r[i] * (1 - f[:, 0]) + r[i + 1] * f[:, 0]]))
+    return np.concatenate(out)
+
+
+def _cuts(samples: np.ndarray, z: float) -> list[tuple[float, float, float]]:
+    """Cross-sections (x, y, r) of sampled tubes with the plane ``z``: a tube lying in
+    the plane gives a row of circles."""
+    dz = np.abs(samples[:, 2] - z)
+    hit = samples[dz < samples[:, 3]]
+    r = np.sqrt(hit[:, 3] ** 2 - (hit[:, 2] - z) ** 2)
+    return list(zip(hit[:, 0].tolist(), hit[:, 1].tolist(), r.tolist(), strict=True))
 
 
 def build_anatomy(rng: Rng, arms: str = "down", prone: bool = False) -> Anatomy:

@@ -5,6 +5,11 @@ back, z to the head) and painted into a :class:`Canvas` by coverage: the fractio
 pixel the shape fills, from a signed distance to its border. A ramp ``edge`` mm wide
 stands for pixel size plus reconstruction blur, so painting replaces a separate blur of
 the whole image. Shapes only touch the pixels of their bounding box.
+
+No body part is a perfect ellipse: a shape with ``wobble`` > 0 moves its border along
+its normal by ``wobble`` times a smooth random field of the patient (a
+:class:`Deformation`), which is what subtracting the field from the signed distance
+does. Neighbouring borders move together, and the field is continuous along z.
 """
 
 from __future__ import annotations
@@ -13,9 +18,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import fft as sfft
+from scipy.spatial import ConvexHull
 
 F32 = np.float32
 Array = np.ndarray
+FIELD_MAX = 3.0  # the deformation field is clipped to +-FIELD_MAX (unit sd)
 
 
 class Canvas:
@@ -27,7 +35,14 @@ class Canvas:
     """
 
     def __init__(
-        self, xs: Array, ys: Array, z: float, thickness: float, edge: float, fill: float
+        self,
+        xs: Array,
+        ys: Array,
+        z: float,
+        thickness: float,
+        edge: float,
+        fill: float,
+        field: Array | None = None,
     ) -> None:
         self.xs = np.asarray(xs, dtype=F32)
         self.ys = np.asarray(ys, dtype=F32)
@@ -38,6 +53,18 @@ class Canvas:
         self.dy = float(self.ys[1] - self.ys[0]) if self.ys.size > 1 else 1.0
         self.hu = np.full((self.ys.size, self.xs.size), fill, dtype=F32)
         self.labels = np.zeros((self.ys.size, self.xs.size), dtype=np.uint8)
+        self.field = field  # the deformation field on this grid (unit sd, |f| <= FIELD_MAX)
+
+    def displace(
+        self, dist: Array, win: tuple[slice, slice], amount: float, step: int = 1
+    ) -> Array:
+        """Move a border outwards by ``amount`` x the deformation field (in place)."""
+        if amount and self.field is not None:
+            f = self.field[win]
+            if step > 1:
+                f = f[::step, ::step]
+            dist -= F32(amount) * f
+        return dist
 
     def window(
         self, xmin: float, xmax: float, ymin: float, ymax: float
@@ -161,6 +188,7 @@ class Shape:
     tissue: str
     zmin: float
     zmax: float
+    wobble: float = 0.0  # mm the border moves per unit of the deformation field
 
     def active(self, z: float) -> bool:
         return self.zmin <= z <= self.zmax
@@ -178,7 +206,12 @@ class Ellipse(Shape):
 
     @classmethod
     def make(
-        cls, label: int, tissue: str, knots: Sequence[Sequence[float]], angle: float = 0.0
+        cls,
+        label: int,
+        tissue: str,
+        knots: Sequence[Sequence[float]],
+        angle: float = 0.0,
+        wobble: float = 0.0,
     ) -> Ellipse:
         """``knots``: rows of (z, cx, cy, a, b[, angle]) in ascending z."""
         k = np.asarray(knots, dtype=float)
@@ -186,7 +219,15 @@ class Ellipse(Shape):
             k = np.column_stack([k, np.full(k.shape[0], angle)])
         order = np.argsort(k[:, 0])
         k = k[order]
-        return cls(label, tissue, float(k[0, 0]), float(k[-1, 0]), zk=k[:, 0], params=k[:, 1:])
+        return cls(
+            label,
+            tissue,
+            float(k[0, 0]),
+            float(k[-1, 0]),
+            wobble=wobble,
+            zk=k[:, 0],
+            params=k[:, 1:],
+        )
 
     def at(self, z: float) -> Array:
         return interp(z, self.zk, self.params)
@@ -195,11 +236,12 @@ class Ellipse(Shape):
         cx, cy, a, b, ang = self.at(canvas.z)
         if a <= 0.2 or b <= 0.2:
             return
-        rr = max(a, b)
+        rr = max(a, b) + self.wobble * FIELD_MAX
         win = canvas.window(cx - rr, cx + rr, cy - rr, cy + rr)
         if win is None:
             return
         dist = ellipse_distance(canvas.xs[win[1]], canvas.ys[win[0]], cx, cy, a, b, ang)
+        canvas.displace(dist, win, self.wobble)
         canvas.paint(win, canvas.coverage(dist), hu[self.tissue], self.label)
 
 
@@ -211,19 +253,31 @@ class Capsule(Shape):
     params: Array = field(default_factory=lambda: np.zeros((0, 5)))  # x0, y0, x1, y1, r
 
     @classmethod
-    def make(cls, label: int, tissue: str, knots: Sequence[Sequence[float]]) -> Capsule:
+    def make(
+        cls, label: int, tissue: str, knots: Sequence[Sequence[float]], wobble: float = 0.0
+    ) -> Capsule:
         k = np.asarray(knots, dtype=float)
         k = k[np.argsort(k[:, 0])]
-        return cls(label, tissue, float(k[0, 0]), float(k[-1, 0]), zk=k[:, 0], params=k[:, 1:])
+        return cls(
+            label,
+            tissue,
+            float(k[0, 0]),
+            float(k[-1, 0]),
+            wobble=wobble,
+            zk=k[:, 0],
+            params=k[:, 1:],
+        )
 
     def paint(self, canvas: Canvas, hu: Mapping[str, float]) -> None:
         x0, y0, x1, y1, r = interp(canvas.z, self.zk, self.params)
         if r <= 0.2:
             return
-        win = canvas.window(min(x0, x1) - r, max(x0, x1) + r, min(y0, y1) - r, max(y0, y1) + r)
+        m = r + self.wobble * FIELD_MAX
+        win = canvas.window(min(x0, x1) - m, max(x0, x1) + m, min(y0, y1) - m, max(y0, y1) + m)
         if win is None:
             return
         dist = capsule2d_distance(canvas.xs[win[1]], canvas.ys[win[0]], x0, y0, x1, y1, r)
+        canvas.displace(dist, win, self.wobble)
         canvas.paint(win, canvas.coverage(dist), hu[self.tissue], self.label)
 
 
@@ -245,15 +299,29 @@ class Tube(Shape):
 
     @classmethod
     def make(
-        cls, label: int, tissue: str, points: Sequence[Sequence[float]], radii: object
+        cls,
+        label: int,
+        tissue: str,
+        points: Sequence[Sequence[float]],
+        radii: object,
+        wobble: float = 0.0,
     ) -> Tube:
         """A polyline through ``points`` with a radius per point (or one radius)."""
         p = np.asarray(points, dtype=float)
         r = np.broadcast_to(np.asarray(radii, dtype=float), (p.shape[0],))
-        return cls.segments(label, tissue, p[:-1], p[1:], r[:-1], r[1:])
+        return cls.segments(label, tissue, p[:-1], p[1:], r[:-1], r[1:], wobble)
 
     @classmethod
-    def segments(cls, label: int, tissue: str, p0: Array, p1: Array, r0: Array, r1: Array) -> Tube:
+    def segments(
+        cls,
+        label: int,
+        tissue: str,
+        p0: Array,
+        p1: Array,
+        r0: Array,
+        r1: Array,
+        wobble: float = 0.0,
+    ) -> Tube:
         p0, p1 = np.asarray(p0, dtype=float), np.asarray(p1, dtype=float)
         r0, r1 = np.asarray(r0, dtype=float), np.asarray(r1, dtype=float)
         lo = np.minimum(p0[:, 2] - r0, p1[:, 2] - r1)
@@ -267,6 +335,7 @@ class Tube(Shape):
             tissue,
             float(lo.min()),
             float(hi.max()),
+            wobble=wobble,
             p0=p0,
             p1=p1,
             r0=r0,
@@ -285,7 +354,7 @@ class Tube(Shape):
     def _paint_segment(self, canvas: Canvas, hu: float, i: int) -> None:
         p0, p1 = self.p0[i], self.p1[i]
         r0, r1 = float(self.r0[i]), float(self.r1[i])
-        rr = max(r0, r1)
+        rr = max(r0, r1) + self.wobble * FIELD_MAX
         win = canvas.window(
             min(p0[0], p1[0]) - rr,
             max(p0[0], p1[0]) + rr,
@@ -295,6 +364,7 @@ class Tube(Shape):
         if win is None:
             return
         dist = segment_distance(canvas.xs[win[1]], canvas.ys[win[0]], canvas.z, p0, p1, r0, r1)
+        canvas.displace(dist, win, self.wobble)
         cov = canvas.coverage(dist)
         extent = float(self.height[i])
         if extent < canvas.thickness:
@@ -309,6 +379,7 @@ class Layer:
     label: int
     tissue: str
     coef: Array  # knots x 10: c0, c1, s1, c2, s2, c3, s3, hump, groove, flat
+    wobble: float = 0.0  # mm per unit of the deformation field (see Shape.wobble)
 
 
 N_COEF = 10
@@ -364,6 +435,7 @@ class Blob(Shape):
         cx, cy, a, b = interp(z, self.zk, self.params)
         coefs = [interp(z, self.zk, layer.coef) for layer in self.layers]
         reach = max(a, b) + max(float(np.abs(c[:8]).sum()) for c in coefs)
+        reach += FIELD_MAX * max(layer.wobble for layer in self.layers)
         win = canvas.window(cx - reach, cx + reach, cy - reach, cy + reach)
         if win is None:
             return
@@ -401,6 +473,8 @@ class Blob(Shape):
             for k in range(8):
                 if coef[k + 1] != 0.0:
                     dist -= F32(coef[k + 1]) * basis[k]  # type: ignore[operator]
+            # irregular, but still flat where it lies on the table
+            canvas.displace(dist, win, layer.wobble, step=2 if coarse else 1)
             if coef[9] > 0.0:
                 back = (-v if self.flat_front else v) - F32(coef[9])
                 np.maximum(dist, back, out=dist)
@@ -410,6 +484,79 @@ class Blob(Shape):
                 canvas.paint(win, canvas.coverage(dist.copy()), hu[self.skin_tissue], 0)
                 dist += F32(self.skin)
             canvas.paint(win, canvas.coverage(dist), hu[layer.tissue], layer.label)
+
+
+@dataclass
+class Star(Shape):
+    """A region given by its border's distance from a centre at ``n`` equally spaced
+    angles (0 = +x, counter-clockwise towards +y), varying with z: for outlines that are
+    neither ellipses nor tubes, such as the mediastinum between the lungs."""
+
+    zk: Array = field(default_factory=lambda: np.zeros(0))
+    params: Array = field(default_factory=lambda: np.zeros((0, 2)))  # cx, cy, r_0..r_{n-1}
+
+    @classmethod
+    def make(
+        cls, label: int, tissue: str, knots: Sequence[Sequence[float]], wobble: float = 0.0
+    ) -> Star:
+        """``knots``: rows of (z, cx, cy, r_0, ..., r_{n-1}) in ascending z."""
+        k = np.asarray(knots, dtype=float)
+        k = k[np.argsort(k[:, 0])]
+        return cls(
+            label,
+            tissue,
+            float(k[0, 0]),
+            float(k[-1, 0]),
+            wobble=wobble,
+            zk=k[:, 0],
+            params=k[:, 1:],
+        )
+
+    def paint(self, canvas: Canvas, hu: Mapping[str, float]) -> None:
+        prm = interp(canvas.z, self.zk, self.params)
+        cx, cy, radii = float(prm[0]), float(prm[1]), prm[2:]
+        reach = float(radii.max())
+        if reach <= 0.5:
+            return
+        reach += self.wobble * FIELD_MAX
+        win = canvas.window(cx - reach, cx + reach, cy - reach, cy + reach)
+        if win is None:
+            return
+        u = (canvas.xs[win[1]] - F32(cx))[None, :]
+        v = (canvas.ys[win[0]] - F32(cy))[:, None]
+        n = radii.size
+        t = np.arctan2(v, u)
+        t *= F32(n / (2.0 * np.pi))
+        t %= F32(n)
+        i = t.astype(np.intp)
+        t -= i
+        ring = np.append(radii, radii[0]).astype(F32)
+        border = ring[i]
+        border += (ring[i + 1] - border) * t
+        dist = np.sqrt(u * u + v * v)
+        dist -= border
+        canvas.displace(dist, win, self.wobble)
+        canvas.paint(win, canvas.coverage(dist), hu[self.tissue], self.label)
+
+
+def hull_radii(
+    circles: Sequence[tuple[float, float, float]], n: int = 48
+) -> tuple[float, float, Array]:
+    """Centre and star radii (``n`` angles) of the convex hull of some circles."""
+    c = np.asarray(circles, dtype=float)
+    ang = np.linspace(0.0, 2.0 * np.pi, 24, endpoint=False)
+    pts = np.concatenate(
+        [np.column_stack([x + r * np.cos(ang), y + r * np.sin(ang)]) for x, y, r in c]
+    )
+    eq = ConvexHull(pts).equations  # n . p + d <= 0 inside
+    centre = c[:, :2].mean(axis=0)
+    t = np.linspace(0.0, 2.0 * np.pi, n, endpoint=False)
+    dirs = np.column_stack([np.cos(t), np.sin(t)])
+    along = dirs @ eq[:, :2].T  # rays x faces
+    room = -(eq[:, 2] + eq[:, :2] @ centre)  # >= 0: the centre is inside
+    with np.errstate(divide="ignore"):
+        exit_at = np.where(along > 1e-9, room[None, :] / along, np.inf)
+    return float(centre[0]), float(centre[1]), exit_at.min(axis=1)
 
 
 def _bump(s: Array, start: float) -> Array:
@@ -454,7 +601,7 @@ class DomeFill(Shape):
         if a <= 0.2 or b <= 0.2:
             return
         x0, y0, top, ax, ay, depth, front = self.dome
-        rr = max(a, b)
+        rr = max(a, b) + self.wobble * FIELD_MAX
         win = canvas.window(cx - rr, cx + rr, cy - rr, cy + rr)
         if win is None:
             return
@@ -472,4 +619,67 @@ class DomeFill(Shape):
         slope = max(depth / min(ax, ay) * 2.0, 1.0)
         dz = (F32(canvas.z) - surf) / F32(slope)
         np.maximum(dist, dz, out=dist)
+        canvas.displace(dist, win, self.wobble)
         canvas.paint(win, canvas.coverage(dist), hu[self.tissue], self.label)
+
+
+class Deformation:
+    """A smooth random field over the patient (unit sd, clipped to +-FIELD_MAX).
+
+    It lives on a coarse 3D grid in patient millimetres, so it belongs to the patient,
+    not to a series: every phase of one study deforms alike. ``plane`` samples it on a
+    slice's pixel grid (linear in z, bilinear in the plane: two small matrix products).
+    """
+
+    def __init__(
+        self,
+        rng: np.random.Generator,
+        half_width: float,
+        z_range: tuple[float, float],
+        step: float = 8.0,
+        scales: tuple[tuple[float, float], ...] = ((30.0, 1.0), (12.0, 0.35)),
+    ) -> None:
+        n = int(np.ceil(2 * half_width / step)) + 1
+        nz = int(np.ceil((z_range[1] - z_range[0]) / step)) + 1
+        self.x0 = -half_width
+        self.z0 = z_range[0]
+        self.step = step
+        fz = np.fft.fftfreq(nz, d=step)[:, None, None]
+        fy = np.fft.fftfreq(n, d=step)[None, :, None]
+        fx = np.fft.rfftfreq(n, d=step)[None, None, :]
+        f2 = fx * fx + fy * fy + fz * fz
+        # correlation length c (mm) and weight w of each scale: coarse bulges, fine bumps
+        amp = sum(w * c**1.5 * np.exp(-f2 * (np.pi * c) ** 2 / 2) for c, w in scales)
+        white = rng.standard_normal((nz, n, n), dtype=F32)
+        grid = sfft.irfftn(sfft.rfftn(white) * amp.astype(F32), s=white.shape, axes=(0, 1, 2))
+        grid /= grid.std() + 1e-9
+        self.grid = np.clip(grid, -FIELD_MAX, FIELD_MAX).astype(F32)
+        self._weights: dict[tuple[int, float, float], Array] = {}
+
+    def _interp_matrix(self, coords: Array) -> Array:
+        """Rows of bilinear weights from grid nodes to ``coords`` (cached per grid)."""
+        key = (int(coords.size), float(coords[0]), float(coords[-1]))
+        w = self._weights.get(key)
+        if w is None:
+            n = self.grid.shape[1]
+            g = np.clip((coords.astype(float) - self.x0) / self.step, 0.0, n - 1.000001)
+            i = np.floor(g).astype(int)
+            f = g - i
+            w = np.zeros((coords.size, n), dtype=F32)
+            rows = np.arange(coords.size)
+            w[rows, i] = 1.0 - f
+            w[rows, np.minimum(i + 1, n - 1)] += f
+            self._weights[key] = w
+        return w
+
+    def plane(self, xs: Array, ys: Array, z: float) -> Array:
+        """The field on the grid ``ys`` x ``xs`` (rows x columns) at ``z``, float32."""
+        nz = self.grid.shape[0]
+        g = float(np.clip((z - self.z0) / self.step, 0.0, nz - 1.000001))
+        k = int(g)
+        f = F32(g - k)
+        k1 = min(k + 1, nz - 1)
+        p = self.grid[k] * (F32(1.0) - f) + self.grid[k1] * f
+        wy = self._interp_matrix(ys)
+        wx = self._interp_matrix(xs)
+        return (wy @ p) @ wx.T

@@ -63,7 +63,7 @@ class Scanner:
         self.noise_bank = _filtered_fields(rng, size, d, _kernel_filter(acq.noise_cutoff))
         self.streak_bank = _filtered_fields(rng, size, d, _streak_filter())
         self.fine_bank = _filtered_fields(rng, size, d, _gauss_filter(1.2))
-        self.coarse_bank = _filtered_fields(rng, size, d, _gauss_filter(6.0))
+        self.coarse_bank = _filtered_fields(rng, size, d, _gauss_filter(6.0, 20.0))
         self.fine_lut = np.zeros(256, dtype=F32)
         self.coarse_lut = np.zeros(256, dtype=F32)
         for name, (fine, coarse) in TEXTURE_AMPLITUDE.items():
@@ -119,7 +119,9 @@ class Scanner:
         return self._paint_tilted(z)
 
     def _paint(self, xs: np.ndarray, ys: np.ndarray, z: float) -> Canvas:
-        canvas = Canvas(xs, ys, z, self.acq.thickness, self.edge, fill=-1000.0)
+        deformation = self.anatomy.deformation
+        field = None if deformation is None else deformation.plane(xs, ys, z)
+        canvas = Canvas(xs, ys, z, self.acq.thickness, self.edge, fill=-1000.0, field=field)
         for shape in self.anatomy.active(z):
             shape.paint(canvas, self.hu)
         self._table(canvas)
@@ -178,7 +180,8 @@ class Scanner:
         top = self.table_y - sign * curve * (canvas.xs - acq.centre_x) ** 2
         depth = sign * (canvas.ys[:, None] - top[None, :])
         inside_x = np.abs(canvas.xs - acq.centre_x) < 240.0
-        shell, core = acq.table_shell, 30.0
+        # thin carbon-fibre shells around foam: often a single thin line in the FOV
+        shell, core = acq.table_shell, 10.0 + 12.0 * acq.table_shell
         out = []
         for lo, hi, tissue, label in (
             (-acq.table_gap * 0.8, 0.0, "pad", 0),
@@ -319,9 +322,12 @@ def _streak_filter():  # type: ignore[no-untyped-def]
     return filt
 
 
-def _gauss_filter(corr_mm: float):  # type: ignore[no-untyped-def]
+def _gauss_filter(*corr_mm: float):  # type: ignore[no-untyped-def]
+    """Gaussian-correlated texture; several lengths add with equal variance."""
+
     def filt(fx: np.ndarray, fy: np.ndarray) -> np.ndarray:
-        return np.exp(-((fx * fx + fy * fy) * (np.pi * corr_mm) ** 2))
+        f2 = fx * fx + fy * fy
+        return sum(c * np.exp(-f2 * (np.pi * c) ** 2) for c in corr_mm)
 
     return filt
 
