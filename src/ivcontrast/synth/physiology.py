@@ -156,7 +156,7 @@ ENHANCEMENT: dict[Phase, dict[str, tuple[float, float]]] = {
         "myocardium": (50, 90),
         "thyroid": (50, 120),
         "mucosa": (30, 60),
-        "liver": (45, 75),
+        "liver": (40, 62),  # 95-125 HU in total, as the real upper abdomen's 101 HU
         "spleen": (60, 90),
         "kidney_cortex": (100, 160),
         "kidney_medulla": (90, 150),
@@ -225,7 +225,7 @@ def patient_tissues(rng: np.random.Generator) -> dict[str, float]:
         "oesophagus": u(35, 50),
         "salivary": u(20, 45),
         "parotid": u(-30, 20),
-        "liver": u(-5, 40) if fatty_liver else u(50, 68),
+        "liver": u(-5, 40) if fatty_liver else u(52, 66),
         "spleen": u(40, 52),
         "kidney_cortex": u(28, 40),
         "kidney_medulla": u(25, 35),
@@ -278,15 +278,19 @@ def series_tissues(
 
 TEXTURE_AMPLITUDE: dict[str, tuple[float, float]] = {
     # label: (fine, coarse) texture amplitude in HU: fat septa, muscle fibres, lung
-    # microvessels, trabecular bone, mixing of dense and plain blood.
+    # microvessels, trabecular bone, mixing of dense and plain blood. The coarse field
+    # mixes a 6 mm and a 20 mm grain: organs are a few HU uneven beneath the noise.
     "fat": (6.0, 10.0),
-    "muscle": (4.0, 6.0),
+    "muscle": (4.0, 7.0),
     "breast": (10.0, 15.0),
     "lung": (15.0, 12.0),
     "bone_trabecular": (45.0, 30.0),
-    "liver": (3.0, 5.0),
-    "spleen": (3.0, 6.0),
-    "kidney": (5.0, 8.0),
+    "liver": (3.0, 6.0),
+    "spleen": (3.0, 7.0),
+    "kidney": (5.0, 9.0),
+    "myocardium": (2.0, 4.0),
+    "oesophagus": (3.0, 5.0),
+    "stomach": (4.0, 6.0),
     "thyroid": (8.0, 10.0),
     "brain": (2.0, 3.0),
     "salivary_gland": (8.0, 10.0),

@@ -81,8 +81,9 @@ SCANNERS: tuple[dict[str, Any], ...] = (
     {
         "manufacturer": "Philips",
         "models": ("Brilliance 64", "iCT 256", "IQon - Spectral CT", "Brilliance Big Bore"),
-        "soft": ("B", "A", "UB"),
-        "sharp": ("C", "YA", "YB"),
+        # the real Philips thorax in shared/realct, kernel C, has a soft kernel's noise
+        "soft": ("B", "A", "UB", "C"),
+        "sharp": ("D", "YA", "YB"),
         "signed": False,
         "intercept": -1024,
         "padding": False,
@@ -450,7 +451,7 @@ def plan_series(spec: SeriesSpec) -> tuple[SeriesPlan, Anatomy]:
         fov_circle=circle,
         table=str(_choice(rng, ("curved", "flat", "none"), [0.7, 0.2, 0.1])),
         table_gap=float(rng.uniform(0, 60) if rng.random() < 0.5 else rng.uniform(0, 6)),
-        table_shell=float(rng.uniform(1.5, 4.0)),
+        table_shell=float(rng.uniform(0.8, 3.0)),
         patient_position=position,
         tilt=float(spec.tilt),
         reverse=spec.reverse,
