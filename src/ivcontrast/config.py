@@ -88,7 +88,12 @@ class WorkerSettings(_Section):
     settle_seconds: float = Field(
         5.0, ge=0, description="complete sooner once every delivering association is released"
     )
-    lease_seconds: float = Field(300.0, gt=0)
+    lease_seconds: float = Field(
+        300.0, gt=0, description="a job's lease; a worker that dies holds its job this long"
+    )
+    reap_seconds: float = Field(
+        30.0, gt=0, description="how often a worker puts jobs with expired leases back"
+    )
     max_attempts: int = Field(3, ge=1)
     retry_backoff_seconds: float = Field(10.0, ge=0)
     poll_seconds: float = Field(0.5, gt=0, description="idle wait between queue polls")

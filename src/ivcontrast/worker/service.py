@@ -38,7 +38,6 @@ from ivcontrast.worker.sweep import sweep_once
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 10.0
-REAP_SECONDS = 30.0
 
 
 def worker_id() -> str:
@@ -95,7 +94,7 @@ class Worker:
                 )
             )
         reap_expired(self.db, on_final=mark_series_failed)
-        self._next_reap = time.monotonic() + REAP_SECONDS
+        self._next_reap = time.monotonic() + self.settings.reap_seconds
         log.info("worker %s started; job kinds: %s", self.id, ", ".join(sorted(self.handlers)))
 
     def stop(self) -> None:
@@ -138,7 +137,7 @@ class Worker:
             self._next_sweep = now + self.settings.sweep_seconds
         if now >= self._next_reap:
             reap_expired(self.db, on_final=mark_series_failed)
-            self._next_reap = now + REAP_SECONDS
+            self._next_reap = now + self.settings.reap_seconds
         if now >= self._next_heartbeat:
             self._heartbeat()
             self._next_heartbeat = now + HEARTBEAT_SECONDS
