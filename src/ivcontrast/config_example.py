@@ -13,8 +13,8 @@ written commented out, with a placeholder.
 
 from __future__ import annotations
 
-import json
 import inspect
+import json
 import sys
 import textwrap
 import types
