@@ -1,6 +1,7 @@
 """Phantom HU calibrated against the real scans in ../shared/realct (skipped without them):
 the real thorax's peaks of fat, soft tissue and lung lie inside the range the phantom
-population covers, and a phantom noise of 20 HU looks like the real scan's noise."""
+population covers, a phantom noise of 20 HU looks like the real scan's noise, and the
+body outline is as irregular as the real one."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pydicom
 import pytest
 from scipy import ndimage
 
-from ivcontrast.synth import SeriesSpec, SyntheticSeries
+from ivcontrast.synth import LABEL, SeriesSpec, SyntheticSeries
 
 REALCT = Path(__file__).resolve().parents[2].parent / "shared" / "realct"
 THORAX = REALCT / "itkelastix_thorax_4dct_phase00" / "itkelastix00"
@@ -98,3 +99,42 @@ def test_phantom_noise_looks_like_the_real_noise() -> None:
     real_sd = float(np.median([_local_sd(hu, 0, 80) for hu in real]))
     synth_sd = float(np.median([_local_sd(hu, 0, 80) for hu in synth]))
     assert 0.7 < synth_sd / real_sd < 1.4, (synth_sd, real_sd)
+
+
+def _front_outline_residual(body: np.ndarray, pixel_mm: float) -> float:
+    """RMS (mm) of the front of the body outline around its best fit of harmonics up to
+    order 3: the bumps a smooth ellipse-like curve lacks (the back lies on the table)."""
+    cy, cx = ndimage.center_of_mass(body)
+    theta = np.linspace(1.1 * np.pi, 1.9 * np.pi, 120)
+    steps = np.arange(0.0, 300.0, 0.25)
+    radius = []
+    for t in theta:
+        rows = np.clip((cy + steps * np.sin(t) / pixel_mm).astype(int), 0, body.shape[0] - 1)
+        cols = np.clip((cx + steps * np.cos(t) / pixel_mm).astype(int), 0, body.shape[1] - 1)
+        radius.append(steps[np.nonzero(body[rows, cols])[0].max()])
+    r = np.array(radius)
+    basis = [np.ones_like(theta)]
+    for k in (1, 2, 3):
+        basis += [np.cos(k * theta), np.sin(k * theta)]
+    a = np.column_stack(basis)
+    coef, *_ = np.linalg.lstsq(a, r, rcond=None)
+    return float(np.sqrt(np.mean((r - a @ coef) ** 2)))
+
+
+def test_body_outline_is_as_irregular_as_the_real_one() -> None:
+    real = []
+    for path in sorted(THORAX.glob("*.dcm"))[40:120:10]:
+        ds = pydicom.dcmread(path)
+        hu = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+        real.append(_front_outline_residual(_body(hu), float(ds.PixelSpacing[0])))
+    synth = []
+    for seed in range(5):
+        spec = SeriesSpec(region="chest", seed=seed, matrix=512, fov=480.0, slices=1, arms="up")
+        series = SyntheticSeries(spec)
+        h = series.anatomy.patient.height_scale
+        for level in (0.0, -60.0, -120.0):
+            labels = series.scanner.clean(level * h)[1]
+            body = _body(np.where((labels > 0) & (labels != LABEL["table"]), 0.0, -1000.0))
+            synth.append(_front_outline_residual(body, series.plan.pixel_mm))
+    # the median phantom: neither a smooth drawing nor a crumpled one
+    assert 0.8 * min(real) <= float(np.median(synth)) <= 1.25 * max(real), (synth, real)

@@ -416,8 +416,8 @@ class _Builder:
             params=np.array(params),
             layers=[
                 # the muscle wall moves less than the skin: fat thickness varies too
-                Layer(LABEL["fat"], "fat", np.array(fat), wobble=3.0),
-                Layer(LABEL["muscle"], "muscle", np.array(mus), wobble=1.8),
+                Layer(LABEL["fat"], "fat", np.array(fat), wobble=2.0),
+                Layer(LABEL["muscle"], "muscle", np.array(mus), wobble=1.2),
             ],
             skin=rng.uniform(1.2, 2.2),
             skin_tissue="skin",
