@@ -31,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    from ivcontrast.cli import configure_logging
     from ivcontrast.scp.server import ListenerService
     from ivcontrast.store.db import Database
     from ivcontrast.worker.service import Worker, build_handlers
@@ -38,7 +39,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     db = Database(settings.db_url)
     db.upgrade()
     stop = stop_on_signals()
-    listener = ListenerService(settings)
+    # The listener processes log like this one (as under `ivcontrast scp`).
+    listener = ListenerService(settings, configure_logging=configure_logging)
     listener.start()
     web = None
     try:
