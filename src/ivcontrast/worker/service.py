@@ -1,9 +1,10 @@
 """The worker process: completion sweep, lease reaping, heartbeat and the job loop.
 
-One loop, no hidden threads: each turn it runs the sweep when it is due, reaps expired
-leases, then claims and runs one job of a kind it has a handler for. Classify jobs wait in
-the queue until a worker with a classifier takes them; a worker without one never claims
-them.
+One loop: each turn it runs the sweep when it is due, reaps expired leases, then claims and
+runs one job of a kind it has a handler for. Classify jobs wait in the queue until a worker
+with a classifier takes them; a worker without one never claims them. A worker with one
+keeps a few classify jobs in flight (``worker.classify.Prefetcher``): their series are read
+and preprocessed in a small thread pool while this loop runs the network for the oldest.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from sqlalchemy import update
 
@@ -25,6 +27,7 @@ from ivcontrast.store.models import utcnow
 from ivcontrast.store.queue import (
     JobHandler,
     JobQueue,
+    JobResult,
     LeasedJob,
     LeaseLost,
     PermanentJobError,
@@ -32,8 +35,11 @@ from ivcontrast.store.queue import (
 )
 from ivcontrast.worker.completion import CompletionRule
 from ivcontrast.worker.eligibility import EligibilityRule
-from ivcontrast.worker.jobs import CHECK, CheckSeries, mark_series_failed
+from ivcontrast.worker.jobs import CHECK, CLASSIFY, CheckSeries, mark_series_failed
 from ivcontrast.worker.sweep import sweep_once
+
+if TYPE_CHECKING:
+    from ivcontrast.worker.classify import Prefetcher
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +51,15 @@ def worker_id() -> str:
 
 
 def build_handlers(settings: Settings, db: Database) -> dict[str, JobHandler]:
-    """The handlers every worker has; the classifier and write-back add theirs."""
+    """The handlers every worker has; the classifier (when a model package loads) and
+    write-back (when enabled) add theirs."""
+    from ivcontrast.worker.classify import ClassifySeries, load_classifier
+
     rule = EligibilityRule(settings.worker.min_slices, settings.worker.classify_derived)
     handlers: dict[str, JobHandler] = {CHECK: CheckSeries(db, rule, settings.worker.max_attempts)}
+    classifier = load_classifier(settings)
+    if classifier is not None:
+        handlers[CLASSIFY] = ClassifySeries(settings, db, classifier)
     if settings.writeback.enabled:
         from ivcontrast.writeback import WRITEBACK
         from ivcontrast.writeback.handler import WritebackHandler
@@ -79,6 +91,16 @@ class Worker:
         self._next_heartbeat = 0.0
         self._done = 0
         self._failed = 0
+        self.prefetch: Prefetcher | None = None
+        if CLASSIFY in self.handlers:
+            from ivcontrast.worker.classify import ClassifySeries
+
+            classify = self.handlers[CLASSIFY]
+            if isinstance(classify, ClassifySeries):
+                self.prefetch = classify.prefetcher()
+        self._direct_kinds = [
+            kind for kind in self.handlers if self.prefetch is None or kind != CLASSIFY
+        ]
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -98,6 +120,11 @@ class Worker:
         log.info("worker %s started; job kinds: %s", self.id, ", ".join(sorted(self.handlers)))
 
     def stop(self) -> None:
+        """Complete the classify jobs in flight (seconds), then deregister."""
+        if self.prefetch is not None:
+            while (head := self.prefetch.next()) is not None:
+                self._complete(*head)
+            self.prefetch.close()
         with self.db.write() as session:
             session.execute(
                 update(WorkerRow)
@@ -130,7 +157,13 @@ class Worker:
     # -- one turn ----------------------------------------------------------------------------
 
     def turn(self) -> bool:
-        """Housekeeping when due, then at most one job. True if a job was run."""
+        """Housekeeping when due, then one job of the other kinds and the oldest classify job
+        in flight. True if a job was run.
+
+        While that classify job is still being prepared, this thread runs more of the other
+        jobs (checks are milliseconds) instead of waiting, so a burst of completed series
+        reaches the classify queue together and their reading overlaps inference.
+        """
         now = time.monotonic()
         if self.sweep and now >= self._next_sweep:
             sweep_once(self.db, self.rule, self.settings.max_attempts)
@@ -141,16 +174,41 @@ class Worker:
         if now >= self._next_heartbeat:
             self._heartbeat()
             self._next_heartbeat = now + HEARTBEAT_SECONDS
-        job = self.queue.claim(self.handlers.keys())
-        if job is None:
-            return False
-        self.run_job(job)
-        return True
+        ran = False
+        self._fill_pipeline()
+        while self._direct_kinds:
+            job = self.queue.claim(self._direct_kinds)
+            if job is None:
+                break
+            self.run_job(job)
+            ran = True
+            if self.prefetch is None or not self.prefetch.preparing:
+                break
+            self._fill_pipeline()
+        head = self.prefetch.next() if self.prefetch is not None else None
+        if head is not None:
+            self._complete(*head)
+            ran = True
+        return ran
+
+    def _fill_pipeline(self) -> None:
+        """Claim classify jobs while the pipeline has room; their preparation starts."""
+        if self.prefetch is None:
+            return
+        self.prefetch.renew(self.queue)
+        while self.prefetch.room > 0:
+            job = self.queue.claim([CLASSIFY])
+            if job is None:
+                return
+            self.prefetch.submit(job)
 
     def run_job(self, job: LeasedJob) -> None:
-        handler = self.handlers[job.kind]
+        self._complete(job, lambda: self.handlers[job.kind](job))
+
+    def _complete(self, job: LeasedJob, compute: Callable[[], JobResult]) -> None:
+        """Run ``compute`` and release the job with its outcome, or as failed."""
         try:
-            result = handler(job)
+            result = compute()
             self.queue.finish(job.id, result.outcome, result.effects)
             self._done += 1
         except LeaseLost:
