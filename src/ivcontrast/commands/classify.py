@@ -1,0 +1,335 @@
+"""``ivcontrast classify PATH...``: contrast calls for DICOM folders and files, NIfTI and NRRD.
+
+Folders are searched recursively; DICOM files are grouped by SeriesInstanceUID wherever they
+lie, so a folder tree may hold many series (and one series may span the paths given). Series
+the node would not classify (not CT, localizers, derived images, too few slices) are listed
+as skipped with the reason, unless ``--all-series``. Files in folders that are not DICOM are
+ignored; anything that cannot be read is reported with the file and the reason, and the rest
+go on. The exit status is 1 when any input failed.
+
+The same engine as the node: the series ahead are read and preprocessed in threads while the
+network runs on the current one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ivcontrast.commands import CommandError
+from ivcontrast.commands.output import FORMATS, write_rows
+from ivcontrast.config import Settings
+
+if TYPE_CHECKING:
+    from ivcontrast.classifier.engine import Classifier
+    from ivcontrast.classifier.preprocess import ModelInput
+
+COLUMNS = [
+    "source",
+    "series_uid",
+    "status",
+    "label",
+    "probability",
+    "threshold",
+    "slices_used",
+    "tag",
+    "tag_status",
+    "model_version",
+    "seconds",
+    "reason",
+]
+DETAIL_COLUMNS = [
+    "slices_total",
+    "aggregation",
+    "model_name",
+    "model_sha256",
+    "backend",
+    "load_seconds",
+    "preprocess_seconds",
+    "inference_seconds",
+]
+JSON_ONLY_COLUMNS = ["slice_probabilities"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "paths", nargs="+", metavar="PATH", help="DICOM folder or files, NIfTI or NRRD files"
+    )
+    parser.add_argument("--format", choices=FORMATS, default="table")
+    parser.add_argument("-o", "--output", type=Path, help="write the rows to FILE, not stdout")
+    parser.add_argument(
+        "--device", dest="classifier.device", choices=("auto", "cpu", "cuda"), default=None
+    )
+    parser.add_argument(
+        "--model", dest="classifier.model", metavar="PKG", default=None, help="model package"
+    )
+    parser.add_argument(
+        "--threads", dest="classifier.threads", type=int, default=None, help="CPU inference threads"
+    )
+    parser.add_argument(
+        "--batch-size", dest="classifier.batch_size", type=int, default=None, metavar="N"
+    )
+    parser.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="threads reading and preprocessing series ahead of the network "
+        "(default: 1 on the CPU, up to 8 with CUDA)",
+    )
+    parser.add_argument(
+        "--all-series",
+        action="store_true",
+        help="also classify series the node skips (localizers, derived, too few slices)",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+@dataclass
+class Item:
+    """One thing to classify: a volume file, or the DICOM files of one series."""
+
+    source: str
+    series_uid: str | None = None
+    files: list[Path] = field(default_factory=list)
+    volume: bool = False
+    modality: str | None = None
+    description: str | None = None
+    headers: list[Any] = field(default_factory=list)  # worker.eligibility.InstanceHeader
+
+
+@dataclass
+class Found:
+    items: list[Item]
+    failures: list[dict[str, Any]]
+    ignored: int  # files in folders that are not DICOM
+
+
+def _failure(source: str, reason: str, series_uid: str | None = None) -> dict[str, Any]:
+    return {"source": source, "series_uid": series_uid, "status": "failed", "reason": reason}
+
+
+def find_inputs(paths: Sequence[str]) -> Found:
+    """Volumes and DICOM series under ``paths``, in the order given."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    from ivcontrast.classifier.sources import volume_kind
+    from ivcontrast.scp.header import instance_header
+    from ivcontrast.worker.eligibility import InstanceHeader
+
+    items: list[Item] = []
+    series: dict[str, Item] = {}
+    failures: list[dict[str, Any]] = []
+    ignored = 0
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files = sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file() and not any(x.startswith(".") for x in p.relative_to(path).parts)
+            )
+            named = False
+        elif path.is_file():
+            files, named = [path], True
+        else:
+            failures.append(_failure(raw, "no such file or folder"))
+            continue
+        for file in files:
+            if volume_kind(file) != "dicom":
+                items.append(Item(str(file), volume=True, files=[file]))
+                continue
+            try:
+                ds = pydicom.dcmread(file, stop_before_pixels=True)
+                header = instance_header(ds, str(ds.file_meta.TransferSyntaxUID))
+            except InvalidDicomError:
+                if named:
+                    failures.append(_failure(str(file), "not a DICOM, NIfTI or NRRD file"))
+                else:
+                    ignored += 1
+                continue
+            except Exception as exc:  # pydicom raises many types on a damaged file
+                failures.append(_failure(str(file), f"cannot read the DICOM header: {exc}"))
+                continue
+            # Files without a SeriesInstanceUID (badly anonymised) form one series per folder.
+            key = header.series_uid or f"folder:{file.parent}"
+            item = series.get(key)
+            if item is None:
+                item = Item(
+                    "",
+                    series_uid=header.series_uid or None,
+                    modality=header.modality,
+                    description=header.series_description,
+                )
+                series[key] = item
+                items.append(item)
+            item.files.append(file)
+            # Anonymised files may keep their SOP class in the file meta only.
+            sop_class = header.sop_class_uid or str(ds.file_meta.get("MediaStorageSOPClassUID", ""))
+            item.headers.append(
+                InstanceHeader(
+                    sop_class_uid=sop_class,
+                    image_type=header.image_type,
+                    rows=header.rows,
+                    columns=header.columns,
+                    number_of_frames=header.number_of_frames,
+                    pixel_spacing=header.pixel_spacing,
+                    image_position=header.image_position,
+                    image_orientation=header.image_orientation,
+                )
+            )
+    for item in series.values():
+        folders = {str(f.parent) for f in item.files}
+        item.source = folders.pop() if len(folders) == 1 else os.path.commonpath(item.files)
+    return Found(items, failures, ignored)
+
+
+@dataclass(frozen=True, eq=False)
+class Prepared:
+    model_input: ModelInput
+    contrast_agent: str | None
+
+
+def prepare_item(classifier: Classifier, item: Item) -> Prepared:
+    """Open and preprocess one item (any thread). Raises ClassifierError naming the file."""
+    from ivcontrast.classifier.dicom_series import DicomSeries
+    from ivcontrast.classifier.sources import open_source
+
+    t0 = time.perf_counter()
+    if item.volume:
+        source = open_source(item.files[0])
+        agent = None
+    else:
+        dicom = DicomSeries.open(item.files)
+        source, agent = dicom, dicom.attributes.get("ContrastBolusAgent")
+    return Prepared(classifier.prepare(source, time.perf_counter() - t0), agent)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from tqdm import tqdm
+
+    from ivcontrast.classifier.engine import Classifier
+    from ivcontrast.classifier.errors import ClassifierError
+    from ivcontrast.classifier.tags import tag_status
+    from ivcontrast.worker.classify import label_of, prefetch_plan, prepare_ahead
+    from ivcontrast.worker.eligibility import EligibilityRule, skip_reason
+
+    if args.jobs < 0:
+        raise CommandError(f"--jobs {args.jobs}: must be 0 (automatic) or more", exit_code=2)
+    t_load = time.perf_counter()
+    try:
+        classifier = Classifier.from_settings(settings.classifier)
+    except ClassifierError as exc:
+        raise CommandError(str(exc)) from exc
+    load_s = time.perf_counter() - t_load
+
+    t0 = time.perf_counter()
+    found = find_inputs(args.paths)
+    scan_s = time.perf_counter() - t0
+    rows: list[dict[str, Any]] = list(found.failures)
+    for row in found.failures:
+        print(f"ivcontrast classify: {row['source']}: {row['reason']}", file=sys.stderr)
+    rule = EligibilityRule(settings.worker.min_slices, settings.worker.classify_derived)
+    todo: list[Item] = []
+    for item in found.items:
+        reason = None
+        if not item.volume and not args.all_series:
+            reason = skip_reason(item.modality, item.description, item.headers, rule)
+        if reason is None:
+            todo.append(item)
+        else:
+            rows.append(
+                {
+                    "source": item.source,
+                    "series_uid": item.series_uid,
+                    "status": "skipped",
+                    "reason": reason,
+                }
+            )
+    if not found.items and not found.failures:
+        raise CommandError(f"{', '.join(args.paths)}: no DICOM series, NIfTI or NRRD found")
+
+    threads, depth = prefetch_plan(classifier.backend.name)
+    if args.jobs:
+        threads, depth = args.jobs, args.jobs + (depth - threads)
+    card = classifier.card
+    inferred = 0
+    t1 = time.perf_counter()
+    with tqdm(total=len(todo), unit="series", file=sys.stderr, disable=args.quiet) as bar:
+        for item, future in prepare_ahead(
+            todo, lambda i: prepare_item(classifier, i), threads, depth
+        ):
+            base = {"source": item.source, "series_uid": item.series_uid}
+            try:
+                prepared = future.result()
+                prediction = classifier.infer(prepared.model_input)
+            except ClassifierError as exc:
+                rows.append(_failure(item.source, str(exc), item.series_uid))
+                bar.write(f"ivcontrast classify: {exc}", file=sys.stderr)
+                bar.update()
+                continue
+            inferred += prediction.slices_used
+            agent = prepared.contrast_agent
+            timings = prediction.timings
+            rows.append(
+                base
+                | {
+                    "status": "classified",
+                    "label": label_of(prediction.contrast),
+                    "probability": prediction.probability,
+                    "threshold": prediction.threshold,
+                    "slices_used": prediction.slices_used,
+                    "slices_total": prediction.slices_total,
+                    "tag": agent,
+                    "tag_status": None if item.volume else tag_status(agent, prediction.contrast),
+                    "model_name": card.name,
+                    "model_version": card.version,
+                    "model_sha256": prediction.model_sha256,
+                    "aggregation": prediction.aggregation,
+                    "backend": prediction.backend,
+                    "seconds": timings.total_s,
+                    "load_seconds": timings.load_s,
+                    "preprocess_seconds": timings.preprocess_s,
+                    "inference_seconds": timings.inference_s,
+                    "slice_probabilities": [
+                        [round(float(z), 3), round(float(p), 6)]
+                        for z, p in zip(
+                            prediction.slice_z_mm, prediction.slice_probabilities, strict=True
+                        )
+                    ],
+                }
+            )
+            bar.update()
+    pipeline_s = time.perf_counter() - t1
+
+    columns = COLUMNS if args.format == "table" else [*COLUMNS, *DETAIL_COLUMNS]
+    if args.format == "json":
+        columns = [*columns, *JSON_ONLY_COLUMNS]
+    if args.output is not None:
+        try:
+            with args.output.open("w", encoding="utf-8", newline="") as out:
+                write_rows(rows, columns, args.format, out)
+        except OSError as exc:
+            raise CommandError(f"{args.output}: cannot write: {exc.strerror}") from exc
+    else:
+        write_rows(rows, columns, args.format)
+
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("classified", "skipped", "failed")}
+    elapsed = scan_s + pipeline_s
+    print(
+        f"classified {counts['classified']} series, {counts['skipped']} skipped, "
+        f"{counts['failed']} failed in {elapsed:.2f} s (finding series {scan_s:.2f} s, "
+        f"pipeline {pipeline_s:.2f} s; model loaded in {load_s:.2f} s before): "
+        f"{inferred} slices through the network, {inferred / max(elapsed, 1e-9):.1f} slices/s"
+        + (f"; {found.ignored} files that are not DICOM ignored" if found.ignored else ""),
+        file=sys.stderr,
+    )
+    return 1 if counts["failed"] else 0
