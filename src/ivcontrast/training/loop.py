@@ -1,0 +1,565 @@
+"""The train loop: slices in memory, augmentation on the device, early stopping, checkpoints.
+
+A run directory holds::
+
+    last.pt              after every epoch: model, optimiser, schedule, history, counters
+    best.pt              the model of the epoch with the lowest validation loss, and its card
+    history.json, .csv   one row per epoch: losses, AUCs, learning rate, time, slices/s
+    val_predictions.npz  the best epoch's validation slice probabilities
+
+Checkpoints hold tensors, numbers, strings and lists only, and are read back with
+``torch.load(weights_only=True)``, which refuses anything else (no pickled objects).
+
+Epoch ``e`` seeds its shuffling, augmentation and dropout from (seed, e), so a run resumed
+from ``last.pt`` continues as the uninterrupted run would have. The learning rate warms up
+linearly, then follows a cosine to 2% of ``lr`` at the last planned epoch. The loss is binary
+cross-entropy on slices with the scan's label, positives weighted by negatives / positives.
+Validation loss is the unweighted mean; early stopping watches it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ivcontrast.classifier.aggregate import Aggregation, aggregate
+from ivcontrast.training.augment import AugmentConfig, augment, window
+from ivcontrast.training.cache import HU_STEPS, CachedSeries
+from ivcontrast.training.metrics import roc_auc
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = 1
+LAST = "last.pt"
+BEST = "best.pt"
+HISTORY_JSON = "history.json"
+HISTORY_CSV = "history.csv"
+VAL_PREDICTIONS = "val_predictions.npz"
+BN_MOMENTUM = 0.1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    arch: str = "efficientnet-b0"
+    epochs: int = 20
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    patience: int = 5
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    amp: bool = True  # bf16 autocast and channels-last on CUDA; ignored on the CPU
+    dropout: float = 0.2
+    samples_per_epoch: int = 0  # slices drawn per epoch; 0 = every training slice once
+    warmup_fraction: float = 0.05
+    freeze_backbone: bool = False  # train the head only
+    freeze_blocks: int = 0  # freeze the stem and the first N of the 7 block stages
+    threads: int = 0  # CPU threads for torch; 0 = torch's default
+    eval_batch_size: int = 64
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        checks = {
+            "epochs": self.epochs >= 1,
+            "batch_size": self.batch_size >= 1,
+            "lr": self.lr > 0,
+            "weight_decay": self.weight_decay >= 0,
+            "patience": self.patience >= 1,
+            "device": self.device in ("auto", "cpu", "cuda"),
+            "dropout": 0 <= self.dropout < 1,
+            "samples_per_epoch": self.samples_per_epoch >= 0,
+            "warmup_fraction": 0 <= self.warmup_fraction < 1,
+            "freeze_blocks": 0 <= self.freeze_blocks <= 7,
+            "threads": self.threads >= 0,
+            "eval_batch_size": self.eval_batch_size >= 1,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(
+                "invalid training config: " + ", ".join(f"{n}={getattr(self, n)!r}" for n in bad)
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["augment"] = self.augment.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        data = dict(data)
+        data["augment"] = AugmentConfig(**data.get("augment", {}))
+        return cls(**data)
+
+
+@dataclass(frozen=True, eq=False)
+class SliceSet:
+    """Every slice of some cached series, in memory: HU, labels, series of each slice."""
+
+    hu: np.ndarray  # (n, S, S) int16 HU eighths, as the cache stores them
+    y: np.ndarray  # (n,) float32 0/1
+    series: np.ndarray  # (n,) index into the series list it was built from
+    n_series: int
+
+    @classmethod
+    def build(cls, entries: Sequence[CachedSeries], labels: Sequence[int]) -> SliceSet:
+        if len(entries) != len(labels):
+            raise ValueError(f"{len(entries)} series but {len(labels)} labels")
+        if not entries:
+            raise ValueError("no series")
+        counts = [e.n_slices for e in entries]
+        return cls(
+            hu=np.concatenate([e.hu for e in entries]),
+            y=np.repeat(np.asarray(labels, dtype=np.float32), counts),
+            series=np.repeat(np.arange(len(entries)), counts),
+            n_series=len(entries),
+        )
+
+    def __len__(self) -> int:
+        return int(self.y.size)
+
+    @property
+    def series_labels(self) -> np.ndarray:
+        labels = np.zeros(self.n_series, dtype=np.int64)
+        labels[self.series] = self.y.astype(np.int64)
+        return labels
+
+
+@dataclass(frozen=True, eq=False)
+class Predictions:
+    """Slice probabilities of a ``SliceSet`` and what they add up to per series."""
+
+    slice_p: np.ndarray
+    slice_y: np.ndarray
+    series: np.ndarray
+    n_series: int
+
+    def scan_probabilities(self, aggregation: Aggregation) -> np.ndarray:
+        out = np.full(self.n_series, np.nan)
+        order = np.argsort(self.series, kind="stable")
+        bounds = np.searchsorted(self.series[order], np.arange(self.n_series + 1))
+        for s in range(self.n_series):
+            members = order[bounds[s] : bounds[s + 1]]
+            if members.size:
+                out[s] = aggregate(self.slice_p[members], aggregation)
+        return out
+
+    def scan_labels(self) -> np.ndarray:
+        labels = np.zeros(self.n_series, dtype=np.int64)
+        labels[self.series] = self.slice_y.astype(np.int64)
+        return labels
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_name(f".{path.name}.tmp")
+        with tmp.open("wb") as fh:
+            np.savez(
+                fh,
+                slice_p=self.slice_p,
+                slice_y=self.slice_y,
+                series=self.series,
+                n_series=self.n_series,
+            )
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> Predictions:
+        with np.load(path, allow_pickle=False) as data:
+            return cls(data["slice_p"], data["slice_y"], data["series"], int(data["n_series"]))
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    best_epoch: int
+    best_val_loss: float
+    epochs_run: int
+    stopped_early: bool
+    history: list[dict[str, Any]]
+    run_dir: Path
+
+
+def choose_device(device: str) -> str:
+    """'cuda' or 'cpu' for a requested 'auto' | 'cpu' | 'cuda'."""
+    from ivcontrast.classifier.backends import cuda_available
+
+    if device == "cpu":
+        return "cpu"
+    if cuda_available():
+        return "cuda"
+    if device == "cuda":
+        raise RuntimeError("device 'cuda': PyTorch sees no CUDA GPU")
+    return "cpu"
+
+
+def freeze(net: nn.Module, backbone: bool, blocks: int) -> list[nn.Module]:
+    """Stop gradients to the backbone (all but the head) or to the stem and the first
+    ``blocks`` block stages; returns the frozen modules, whose batch norms must stay in eval."""
+    frozen: list[Any] = []
+    children: dict[str, Any] = dict(net.named_children())
+    if backbone:
+        frozen = [m for name, m in children.items() if name not in ("_fc", "_dropout")]
+    elif blocks > 0:
+        frozen = [children["_conv_stem"], children["_bn0"], *list(children["_blocks"])[:blocks]]
+    for module in frozen:
+        for param in module.parameters():
+            param.requires_grad_(False)
+    return frozen
+
+
+class _Batches:
+    """Gathers batches of a SliceSet as HU tensors (N, 1, S, S) float32 on the device.
+
+    On CUDA the whole set moves to the GPU once (int16, 2 bytes a pixel) so that batches are
+    gathered there; on the CPU they are gathered from the numpy array.
+    """
+
+    def __init__(self, data: SliceSet, device: torch.device) -> None:
+        import torch
+
+        self.data = data
+        self.device = device
+        self.y = torch.from_numpy(data.y).to(device)
+        self.on_device = torch.from_numpy(data.hu).to(device) if device.type == "cuda" else None
+
+    def get(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        import torch
+
+        idx = np.sort(idx)
+        if self.on_device is not None:
+            t = torch.from_numpy(idx).to(self.device)
+            hu = self.on_device[t]
+            y = self.y[t]
+        else:
+            hu = torch.from_numpy(self.data.hu[idx]).to(self.device)
+            y = self.y[torch.from_numpy(idx)]
+        return (hu.float() * (1.0 / HU_STEPS)).unsqueeze(1), y
+
+
+class Trainer:
+    """One training run in ``run_dir``: fresh, resumed, or fine-tuning a given network."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        windows: tuple[tuple[float, float], ...],
+        run_dir: Path,
+        aggregation: Aggregation,
+        network: nn.Module | None = None,
+        progress: bool = True,
+    ) -> None:
+        import torch
+
+        from ivcontrast.classifier.networks import build_network
+
+        self.config = config
+        self.windows = windows
+        self.run_dir = Path(run_dir)
+        self.aggregation = aggregation
+        self.progress = progress
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        self.device = torch.device(choose_device(config.device))
+        self.amp = config.amp and self.device.type == "cuda"
+        torch.manual_seed(config.seed)
+        if network is None:
+            network = build_network(config.arch, len(windows), config.dropout)
+            # MONAI starts the head at +-1 per feature (logits in the hundreds): start near 0.
+            head: Any = network.get_submodule("_fc")
+            torch.nn.init.normal_(head.weight, 0.0, 0.01)
+            torch.nn.init.zeros_(head.bias)
+        # MONAI keeps TF's batch-norm momentum (0.01): running statistics would lag far
+        # behind the weights over the few thousand steps of a CPU run.
+        for module in network.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.momentum = BN_MOMENTUM
+        # Packages hold the exportable swish; the memory-efficient one trains lighter.
+        network.set_swish(memory_efficient=True)  # type: ignore[operator]
+        self.net = network.to(self.device)
+        if self.amp:
+            self.net = self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.frozen = freeze(self.net, config.freeze_backbone, config.freeze_blocks)
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError("every parameter is frozen: nothing to train")
+        self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        self.history: list[dict[str, Any]] = []
+        self.epoch = 0
+        self.best_val_loss = math.inf
+        self.best_epoch = 0
+        self.bad_epochs = 0
+        self.stopped_early = False
+        self.scheduler: Any = None
+        self._resume_scheduler: dict[str, Any] | None = None
+
+    # --- schedule ---------------------------------------------------------------------------
+
+    def _make_scheduler(self, steps_per_epoch: int) -> None:
+        import torch
+
+        total = max(1, self.config.epochs * steps_per_epoch)
+        warmup = int(self.config.warmup_fraction * total)
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            t = min(1.0, (step - warmup) / max(1, total - warmup))
+            return 0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * t))
+
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
+
+    # --- checkpoints --------------------------------------------------------------------------
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "epoch": self.epoch,
+            "model": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "best_val_loss": self.best_val_loss,
+            "best_epoch": self.best_epoch,
+            "bad_epochs": self.bad_epochs,
+            "stopped_early": self.stopped_early,
+            "history_json": json.dumps(self.history),
+            "config_json": json.dumps(self.config.to_dict()),
+        }
+
+    def resume(self, path: Path | None = None) -> None:
+        """Continue from ``last.pt`` (the run's own, by default)."""
+        import torch
+
+        state = torch.load(path or self.run_dir / LAST, map_location="cpu", weights_only=True)
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(
+                f"{path or self.run_dir / LAST}: checkpoint format {state.get('format')!r}"
+            )
+        self.net.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self._resume_scheduler = state["scheduler"]
+        self.epoch = int(state["epoch"])
+        self.best_val_loss = float(state["best_val_loss"])
+        self.best_epoch = int(state["best_epoch"])
+        self.bad_epochs = int(state["bad_epochs"])
+        self.stopped_early = bool(state["stopped_early"])
+        self.history = json.loads(state["history_json"])
+        log.info("resuming %s after epoch %d (best %d)", self.run_dir, self.epoch, self.best_epoch)
+
+    def _save(self, name: str, payload: dict[str, Any]) -> None:
+        import torch
+
+        path = self.run_dir / name
+        tmp = path.with_name(f".{name}.tmp")
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+
+    def _write_history(self) -> None:
+        (self.run_dir / HISTORY_JSON).write_text(json.dumps(self.history, indent=1) + "\n")
+        if self.history:
+            with (self.run_dir / HISTORY_CSV).open("w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=list(self.history[0]))
+                writer.writeheader()
+                writer.writerows(self.history)
+
+    # --- epochs -------------------------------------------------------------------------------
+
+    def _train_mode(self) -> None:
+        self.net.train()
+        for module in self.frozen:
+            module.eval()
+
+    def _epoch_order(self, n: int, epoch: int) -> np.ndarray:
+        rng = np.random.default_rng([self.config.seed, epoch, 0x0E])
+        wanted = self.config.samples_per_epoch or n
+        parts = [rng.permutation(n) for _ in range(math.ceil(wanted / n))]
+        return np.concatenate(parts)[:wanted]
+
+    def predict(self, data: SliceSet, batches: _Batches | None = None) -> Predictions:
+        """Slice probabilities of ``data`` with the current weights (eval mode)."""
+        import torch
+
+        batches = batches or _Batches(data, self.device)
+        self.net.eval()
+        out = []
+        with (
+            torch.inference_mode(),
+            torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp),
+        ):
+            for start in range(0, len(data), self.config.eval_batch_size):
+                idx = np.arange(start, min(len(data), start + self.config.eval_batch_size))
+                hu, _ = batches.get(idx)
+                x = window(hu, self.windows)
+                if self.amp:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                out.append(torch.sigmoid(self.net(x).float()).reshape(-1).cpu())
+        p = torch.cat(out).numpy().astype(np.float64)
+        return Predictions(p, data.y.copy(), data.series.copy(), data.n_series)
+
+    def fit(
+        self,
+        train: SliceSet,
+        val: SliceSet,
+        on_best: Callable[[int, Predictions], dict[str, Any]] | None = None,
+    ) -> TrainResult:
+        """Train until ``epochs`` or early stopping; ``on_best(epoch, val_predictions)`` returns
+        what ``best.pt`` stores beside the weights (the card)."""
+        import torch
+        from tqdm import tqdm
+
+        cfg = self.config
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if len(train) == 0 or len(val) == 0:
+            raise ValueError("training needs slices on both sides of the split")
+        batches = _Batches(train, self.device)
+        val_batches = _Batches(val, self.device)
+        per_epoch = cfg.samples_per_epoch or len(train)
+        steps = math.ceil(per_epoch / cfg.batch_size)
+        self._make_scheduler(steps)
+        if self._resume_scheduler is not None:
+            self.scheduler.load_state_dict(self._resume_scheduler)
+            # A new scheduler has just set the warm-up rate; the next step needs the saved one.
+            for group, lr in zip(
+                self.optimizer.param_groups, self.scheduler.get_last_lr(), strict=True
+            ):
+                group["lr"] = lr
+        positives = float(train.y.sum())
+        pos_weight = torch.tensor(
+            (len(train) - positives) / max(positives, 1.0), device=self.device
+        )
+        criterion = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+        log.info(
+            "training %s on %s: %d slices of %d series (validation %d of %d), %d epochs x %d steps",
+            cfg.arch,
+            self.device,
+            len(train),
+            train.n_series,
+            len(val),
+            val.n_series,
+            cfg.epochs,
+            steps,
+        )
+        while self.epoch < cfg.epochs and not self.stopped_early:
+            epoch = self.epoch + 1
+            torch.manual_seed(cfg.seed * 1000 + epoch)
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(cfg.seed * 1000 + epoch)
+            order = self._epoch_order(len(train), epoch)
+            self._train_mode()
+            t0, c0 = time.perf_counter(), time.process_time()
+            total_loss, seen = 0.0, 0
+            bar = tqdm(
+                range(steps),
+                desc=f"epoch {epoch}/{cfg.epochs}",
+                unit="batch",
+                file=sys.stderr,
+                disable=None if self.progress else True,
+                leave=False,
+            )
+            for step in bar:
+                idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+                hu, y = batches.get(idx)
+                x = window(augment(hu, cfg.augment, generator), self.windows)
+                if self.amp:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
+                    logits = self.net(x).float().reshape(-1)
+                loss = criterion(logits, y)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                self.scheduler.step()
+                total_loss += float(loss.detach()) * len(idx)
+                seen += len(idx)
+                bar.set_postfix(loss=f"{total_loss / seen:.4f}")
+            bar.close()
+            train_s = time.perf_counter() - t0
+            train_cpu = time.process_time() - c0
+            predictions = self.predict(val, val_batches)
+            val_loss = _bce(predictions.slice_p, predictions.slice_y)
+            scan_p = predictions.scan_probabilities(self.aggregation)
+            row = {
+                "epoch": epoch,
+                "train_loss": total_loss / max(seen, 1),
+                "val_loss": val_loss,
+                "val_slice_auc": roc_auc(predictions.slice_y, predictions.slice_p),
+                "val_scan_auc": roc_auc(predictions.scan_labels(), scan_p),
+                "lr": self.optimizer.param_groups[0]["lr"],
+                "train_seconds": round(train_s, 2),
+                "train_cpu_seconds": round(train_cpu, 2),
+                "val_seconds": round(time.perf_counter() - t0 - train_s, 2),
+                "train_slices_per_s": round(seen / train_s, 2) if train_s > 0 else None,
+            }
+            self.epoch = epoch
+            improved = val_loss < self.best_val_loss
+            if improved:
+                self.best_val_loss, self.best_epoch, self.bad_epochs = val_loss, epoch, 0
+                predictions.save(self.run_dir / VAL_PREDICTIONS)
+                extra = on_best(epoch, predictions) if on_best else {}
+                self._save(
+                    BEST,
+                    {
+                        "format": CHECKPOINT_FORMAT,
+                        "epoch": epoch,
+                        "model": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
+                        **extra,
+                    },
+                )
+            else:
+                self.bad_epochs += 1
+                if self.bad_epochs >= cfg.patience:
+                    self.stopped_early = True
+            row["best"] = improved
+            self.history.append(row)
+            self._save(LAST, self._state())
+            self._write_history()
+            log.info(
+                "epoch %d: train loss %.4f, val loss %.4f, val AUC slice %.4f scan %.4f, "
+                "%.1f slices/s%s%s",
+                epoch,
+                row["train_loss"],
+                val_loss,
+                row["val_slice_auc"],
+                row["val_scan_auc"],
+                row["train_slices_per_s"] or 0.0,
+                " (best)" if improved else "",
+                " - stopping early" if self.stopped_early else "",
+            )
+        self._write_history()
+        return TrainResult(
+            best_epoch=self.best_epoch,
+            best_val_loss=self.best_val_loss,
+            epochs_run=self.epoch,
+            stopped_early=self.stopped_early,
+            history=self.history,
+            run_dir=self.run_dir,
+        )
+
+
+def _bce(p: np.ndarray, y: np.ndarray) -> float:
+    q = np.clip(p, 1e-7, 1 - 1e-7)
+    return float(-np.mean(y * np.log(q) + (1 - y) * np.log(1 - q)))
+
+
+def load_best(run_dir_or_file: Path) -> dict[str, Any]:
+    """The best checkpoint's payload (``best.pt`` in a run directory, or the file itself)."""
+    import torch
+
+    path = Path(run_dir_or_file)
+    if path.is_dir():
+        path = path / BEST
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: not an ivcontrast checkpoint")
+    return state
