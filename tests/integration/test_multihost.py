@@ -22,6 +22,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pg
 import pydicom
@@ -120,7 +121,7 @@ def kill_holding_a_lease(db: Database, worker: NodeProcess, timeout: float = 60)
     raise AssertionError(f"worker {owner} never held a lease")
 
 
-def count(db: Database, *where: object, model: type = Series) -> int:
+def count(db: Database, *where: Any, model: Any = Series) -> int:
     with db.session() as session:
         return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
 
@@ -214,11 +215,11 @@ def test_two_listeners_three_workers_one_killed(
             if time.monotonic() > deadline:
                 with db.session() as session:
                     states = Counter(session.scalars(select(Series.state)))
-                    jobs = Counter(
+                    by_kind = Counter(
                         (kind, state)
                         for kind, state in session.execute(select(Job.kind, Job.state))
                     )
-                raise AssertionError(f"not settled: series {states}, jobs {jobs}")
+                raise AssertionError(f"not settled: series {states}, jobs {by_kind}")
             time.sleep(0.2)
         finished = time.monotonic()
 

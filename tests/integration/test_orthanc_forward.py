@@ -186,7 +186,7 @@ def as_mr(files: list[Path], out: Path) -> list[Path]:
         ds = pydicom.dcmread(path)
         sop = generate_uid()
         ds.Modality = "MR"
-        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = MR_IMAGE_STORAGE
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = pydicom.uid.UID(MR_IMAGE_STORAGE)
         ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = sop
         ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
         target = out / path.name
