@@ -53,7 +53,7 @@ from ivcontrast.store.db import Database
 from ivcontrast.store.ingest import StoredFile, record_instance
 from ivcontrast.store.models import Instance, Job, Result, Series, SeriesState
 from ivcontrast.store.queue import enqueue
-from ivcontrast.synth import SeriesSpec, write_series
+from ivcontrast.synth import Phase, Region, SeriesSpec, write_series
 from ivcontrast.worker.jobs import CHECK, CLASSIFY
 from ivcontrast.worker.service import Worker, build_handlers
 
@@ -249,7 +249,11 @@ def main(argv: list[str] | None = None) -> int:
         if not source.is_dir():
             t0 = time.perf_counter()
             spec = SeriesSpec(
-                region="chest", phase="arterial", seed=3, matrix=args.matrix, slices=args.slices
+                region=Region.CHEST,
+                phase=Phase.ARTERIAL,
+                seed=3,
+                matrix=args.matrix,
+                slices=args.slices,
             )
             write_series(spec, source)
             print(

@@ -62,7 +62,7 @@ from ivcontrast.classifier.package import (
     load_package,
 )
 from ivcontrast.classifier.preprocess import PreprocessConfig
-from ivcontrast.synth import SeriesSpec, write_series
+from ivcontrast.synth import Phase, Region, SeriesSpec, write_series
 
 TARGET_RATIO = 0.5
 SUMMARY = re.compile(
@@ -81,7 +81,9 @@ SPECS = (
 def write_one(args: tuple[int, int, int, str]) -> str:
     index, slices, matrix, folder = args
     region, phase = SPECS[index % len(SPECS)]
-    spec = SeriesSpec(region=region, phase=phase, seed=1000 + index, matrix=matrix, slices=slices)
+    spec = SeriesSpec(
+        region=Region(region), phase=Phase(phase), seed=1000 + index, matrix=matrix, slices=slices
+    )
     write_series(spec, Path(folder) / f"series-{index:02d}")
     return folder
 

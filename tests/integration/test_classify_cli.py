@@ -26,7 +26,7 @@ from classify_data import bundled_model, corrupt_pixel_data, write_rule_package
 from ivcontrast.classifier.dicom_series import DicomSeries
 from ivcontrast.classifier.preprocess import PreprocessConfig, plan_samples
 from ivcontrast.cli import main
-from ivcontrast.synth import SeriesSpec, write_series
+from ivcontrast.synth import Phase, Region, SeriesKind, SeriesSpec, SopClass, write_series
 
 REALCT = Path(__file__).resolve().parents[2].parent / "shared" / "realct"
 CONFIG = PreprocessConfig(size=48, num_slices=12)
@@ -44,7 +44,7 @@ class Inputs:
 
 
 def ct(region: str, phase: str, seed: int) -> SeriesSpec:
-    return SeriesSpec(region=region, phase=phase, seed=seed, matrix=64, slices=24)
+    return SeriesSpec(region=Region(region), phase=Phase(phase), seed=seed, matrix=64, slices=24)
 
 
 def write_volumes(files: list[Path], nifti: Path, nrrd_path: Path) -> None:
@@ -77,8 +77,10 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Inputs:
         "headneck_none": ct("headneck", "none", 2),
         "nested/deeper/chest_none": ct("chest", "none", 3),
         "headneck_venous": ct("headneck", "portal_venous", 4),
-        "scout": SeriesSpec(region="chest", kind="localizer", seed=5, matrix=64),
-        "mr": SeriesSpec(region="headneck", sop_class="mr", seed=6, matrix=64, slices=16),
+        "scout": SeriesSpec(region=Region.CHEST, kind=SeriesKind.LOCALIZER, seed=5, matrix=64),
+        "mr": SeriesSpec(
+            region=Region.HEADNECK, sop_class=SopClass.MR, seed=6, matrix=64, slices=16
+        ),
     }
     series = {name: (spec, write_series(spec, tree / name)) for name, spec in specs.items()}
     (tree / "notes.txt").write_text("not an image\n")

@@ -34,7 +34,7 @@ from ivcontrast.classifier.preprocess import PreprocessConfig, plan_samples
 from ivcontrast.cli import main
 from ivcontrast.store.db import Database
 from ivcontrast.store.models import Job, JobState, Result, Series
-from ivcontrast.synth import SeriesSpec, write_series
+from ivcontrast.synth import Phase, Region, SeriesKind, SeriesSpec, SopClass, write_series
 
 FINAL_STATES = ("classified", "skipped", "failed")
 # The rule package's input when there is no bundled model: the default input size, so that
@@ -65,13 +65,17 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Data:
     model = bundled_model() or write_rule_package(root / "rule-model", RULE_CONFIG).path
     config = load_package(model, verify=False).card.preprocess
     specs = {
-        "chest_arterial": SeriesSpec(region="chest", phase="arterial", seed=101),
-        "chest_none": SeriesSpec(region="chest", phase="none", seed=102),
-        "headneck_venous": SeriesSpec(region="headneck", phase="portal_venous", seed=103),
-        "headneck_none": SeriesSpec(region="headneck", phase="none", seed=104),
-        "corrupt": SeriesSpec(region="chest", phase="delayed", seed=105),
-        "mr": SeriesSpec(region="headneck", sop_class="mr", seed=106, matrix=64, slices=16),
-        "localizer": SeriesSpec(region="chest", kind="localizer", seed=107, matrix=128),
+        "chest_arterial": SeriesSpec(region=Region.CHEST, phase=Phase.ARTERIAL, seed=101),
+        "chest_none": SeriesSpec(region=Region.CHEST, phase=Phase.NONE, seed=102),
+        "headneck_venous": SeriesSpec(region=Region.HEADNECK, phase=Phase.PORTAL_VENOUS, seed=103),
+        "headneck_none": SeriesSpec(region=Region.HEADNECK, phase=Phase.NONE, seed=104),
+        "corrupt": SeriesSpec(region=Region.CHEST, phase=Phase.DELAYED, seed=105),
+        "mr": SeriesSpec(
+            region=Region.HEADNECK, sop_class=SopClass.MR, seed=106, matrix=64, slices=16
+        ),
+        "localizer": SeriesSpec(
+            region=Region.CHEST, kind=SeriesKind.LOCALIZER, seed=107, matrix=128
+        ),
     }
     series = {}
     for name, spec in specs.items():

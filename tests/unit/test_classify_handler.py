@@ -138,21 +138,19 @@ def test_a_complete_series_gets_one_result_row(node: Node) -> None:
     assert result.model_sha256 == node.package.card_sha256
     assert (result.threshold, result.aggregation) == (0.5, "mean")
     assert result.series_version == 1
-    assert result.slices_used == direct.slices_used == len(result.slice_probabilities)
-    z = [z for z, _ in result.slice_probabilities]
+    curve = result.slice_probabilities
+    assert curve is not None and result.slices_used == direct.slices_used == len(curve)
+    z = [z for z, _ in curve]
     assert z == sorted(z) and z == pytest.approx(list(direct.slice_z_mm), abs=1e-3)
-    assert [p for _, p in result.slice_probabilities] == pytest.approx(
-        list(direct.slice_probabilities)
-    )
+    assert [p for _, p in curve] == pytest.approx(list(direct.slice_probabilities))
     agent = pydicom.dcmread(spooled.paths[0]).get("ContrastBolusAgent") or None
     assert result.original_contrast_agent == agent
     assert result.tag_status == tag_status(agent, result.label == "contrast")
     assert result.device == "onnxruntime-cpu"
-    assert result.load_seconds > 0 and result.preprocess_seconds > 0
-    assert result.inference_seconds > 0
-    assert result.total_seconds == pytest.approx(
-        result.load_seconds + result.preprocess_seconds + result.inference_seconds
-    )
+    load, prep, infer = result.load_seconds, result.preprocess_seconds, result.inference_seconds
+    assert load is not None and prep is not None and infer is not None
+    assert load > 0 and prep > 0 and infer > 0
+    assert result.total_seconds == pytest.approx(load + prep + infer)
 
 
 def set_agent(paths: list[Path], agent: str | None) -> None:
