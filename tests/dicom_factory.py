@@ -185,7 +185,7 @@ def encapsulated(ds: Dataset, transfer_syntax: str) -> Dataset:
     received without decoding it, so the bytes only need the encapsulated structure.
     """
     out = ds.copy()
-    out.file_meta = ds.file_meta.copy()
+    out.file_meta = FileMetaDataset(ds.file_meta)
     if transfer_syntax == RLELossless:
         out.compress(RLELossless, encoding_plugin="pydicom", generate_instance_uid=False)
         return out
@@ -216,7 +216,7 @@ def malformed_file(folder: Path, sop_class: str = CTImageStorage) -> Path:
     """
     ds = ct_image(rows=8, columns=8)
     ds.SOPClassUID = sop_class
-    ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.file_meta.MediaStorageSOPClassUID = UID(sop_class)
     path = folder / "malformed.dcm"
     folder.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)

@@ -17,9 +17,10 @@ import time
 import uuid
 from collections.abc import Callable
 from io import BytesIO
-from typing import Any
+from typing import Any, cast
 
 from pynetdicom import evt
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.events import Event
 
 from ivcontrast.scp.access import AccessPolicy
@@ -173,7 +174,7 @@ class ListenerHandlers:
 
     def on_store(self, event: Event) -> int:
         association_id = self.association_id(event)
-        request = event.request
+        request = cast(C_STORE, event.request)
         started = time.perf_counter()
         try:
             status = self._store(event, association_id)
@@ -206,10 +207,10 @@ class ListenerHandlers:
         return status
 
     def _store(self, event: Event, association_id: str | None) -> int:
-        request = event.request
+        request = cast(C_STORE, event.request)
         context = event.context
         transfer_syntax = str(context.transfer_syntax)
-        data: BytesIO = request.DataSet
+        data = cast(BytesIO, request.DataSet)
         try:
             ds = read_header(data, transfer_syntax)
         except HeaderError as exc:

@@ -30,7 +30,7 @@ import struct
 import threading
 import time
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import pynetdicom
 from pynetdicom import evt
@@ -54,7 +54,7 @@ IDLE_WAIT = 0.05  # seconds; bounds how late the timers (ARTIM, network timeout)
 RECEIVE_BUFFER = 4 << 20  # lets a sender put a whole CT slice on the wire without waiting
 
 
-class _WakeQueue(queue.Queue):  # type: ignore[type-arg]
+class _WakeQueue(queue.Queue[Any]):
     """A queue that calls ``wake`` after each put."""
 
     def __init__(self, wake: Any) -> None:
@@ -206,7 +206,7 @@ class FastDUL(DULServiceProvider):
             and not assoc.get_handlers(evt.EVT_FSM_TRANSITION)
         )
 
-    def _finish_pdu(self, header: bytes, pdu_type: int, length: int) -> None:
+    def _finish_pdu(self, header: bytes | bytearray, pdu_type: int, length: int) -> None:
         """The rest of pynetdicom's _read_pdu_data, for a PDU whose header we have read."""
         assert self.socket is not None
         if pdu_type not in (0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07):
@@ -310,7 +310,8 @@ class FastDIMSE(DIMSEServiceProvider):
             if self.maximum_pdu_size == 0 or len(command) + 7 <= self.maximum_pdu_size:
                 pdata = P_DATA()
                 # 0x03: a command fragment, and the last one
-                pdata.presentation_data_value_list = [[context_id, b"\x03" + command]]
+                pdata.presentation_data_value_list = []
+                pdata.presentation_data_value_list.append((context_id, b"\x03" + command))
                 self.dul.send_pdu(pdata)
                 return
         super().send_msg(primitive, context_id)
@@ -447,7 +448,7 @@ class ListenerRequestHandler(RequestHandler):
         assoc = FastAssociation(self.ae, MODE_ACCEPTOR)
         assoc._server = server
         assoc.name = f"AcceptorThread@{datetime.now():%Y%m%d%H%M%S}"
-        assoc.set_socket(FastSocket(assoc, client_socket=self.request))  # type: ignore[arg-type]
+        assoc.set_socket(FastSocket(assoc, client_socket=cast(socket.socket, self.request)))
         assoc.acceptor.maximum_length = self.ae.maximum_pdu_size
         assoc.acceptor.ae_title = server.ae_title
         assoc.acceptor.address_info = self.local
@@ -515,9 +516,10 @@ class ListenerServer(ThreadedAssociationServer):
 
     def _handle_request_noblock(self) -> None:
         deadline = time.monotonic() + self.DEFER_MAX
+        listening = cast(socket.socket, self.socket)
         while self._idler_elsewhere(self.post_load()) and time.monotonic() < deadline:
             try:
-                ready, _, _ = select.select([self.socket], [], [], 0.002)
+                ready, _, _ = select.select([listening], [], [], 0.002)
             except (OSError, ValueError):
                 return
             if not ready:

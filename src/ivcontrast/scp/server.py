@@ -76,7 +76,7 @@ def build_ae(scp: ScpSettings) -> Any:
     ae.require_calling_aet = []
     syntaxes = transfer_syntaxes()
     for cx in AllStoragePresentationContexts:
-        ae.add_supported_context(cx.abstract_syntax, syntaxes)
+        ae.add_supported_context(str(cx.abstract_syntax), syntaxes)
     ae.add_supported_context(
         Verification,
         [uid.ExplicitVRLittleEndian, uid.ImplicitVRLittleEndian, uid.ExplicitVRBigEndian],

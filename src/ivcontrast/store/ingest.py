@@ -21,10 +21,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Connection, Engine, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ivcontrast.store.db import Database
@@ -43,11 +43,11 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_studies = Study.__table__
-_series = Series.__table__
-_instances = Instance.__table__
-_associations = Association.__table__
-_events = Event.__table__
+_studies = cast(Table, Study.__table__)
+_series = cast(Table, Series.__table__)
+_instances = cast(Table, Instance.__table__)
+_associations = cast(Table, Association.__table__)
+_events = cast(Table, Event.__table__)
 
 
 @dataclass(frozen=True)
@@ -201,7 +201,7 @@ def close_association(
             )
             .values(state=state, reason=reason, ended_at=now or utcnow())
         )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return bool(result.rowcount)
 
 
 def count_failure(db: Database, association_id: str) -> None:
@@ -260,7 +260,7 @@ def abort_listener_associations(
             )
             .values(state=AssociationState.ABORTED, reason=reason, ended_at=now or utcnow())
         )
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        return int(result.rowcount)
 
 
 def _association_values(info: AssociationInfo) -> dict[str, Any]:
