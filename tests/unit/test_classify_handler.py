@@ -394,12 +394,12 @@ def test_waiting_jobs_keep_their_leases(node: Node, monkeypatch: pytest.MonkeyPa
     job = leased_classify_job(node, spooled.series_uid, queue)
     handler = build_handlers(node.settings, node.db)[CLASSIFY]
     assert isinstance(handler, ClassifySeries)
-    prefetch = Prefetcher(handler, threads=1, depth=2)
+    prefetch = Prefetcher(handler, queue, threads=1, depth=2)
     prefetch.submit(job)
     with node.db.session() as session:
         first = session.get(Job, job.id).lease_expires_at  # type: ignore[union-attr]
     time.sleep(0.3)  # past a third of the lease
-    prefetch.renew(queue)
+    prefetch.renew()
     with node.db.session() as session:
         renewed = session.get(Job, job.id).lease_expires_at  # type: ignore[union-attr]
     assert renewed > first  # type: ignore[operator]
@@ -407,7 +407,7 @@ def test_waiting_jobs_keep_their_leases(node: Node, monkeypatch: pytest.MonkeyPa
     # A job whose lease was taken away is dropped, not recorded.
     reap_expired(node.db, now=utcnow() + timedelta(seconds=10))
     time.sleep(0.3)
-    prefetch.renew(queue)
+    prefetch.renew()
     assert len(prefetch) == 0 and prefetch.next() is None
     prefetch.close()
 
@@ -455,3 +455,34 @@ def test_a_classify_job_for_a_deleted_series_version_does_not_run(node: Node) ->
     [job] = node.classify_jobs(spooled.series_uid)
     assert (job.state, job.outcome) == (JobState.DONE, "stale")
     assert node.results(spooled.series_uid) == []
+
+
+def test_a_series_slower_than_a_lease_keeps_it(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    spooled = node.add(seed=32)
+    real_prepare = ClassifySeries.prepare
+
+    def slow(self: ClassifySeries, job: Any) -> Any:
+        time.sleep(2.0)  # a huge series on slow storage: over three leases
+        return real_prepare(self, job)
+
+    monkeypatch.setattr(ClassifySeries, "prepare", slow)
+    worker = node.settings.worker.model_copy(update={"lease_seconds": 0.6})
+    settings = node.settings.model_copy(update={"worker": worker})
+    stop = threading.Event()
+    reaped: list[int] = []
+
+    def other_worker() -> None:  # reaps expired leases all the while, as another host would
+        while not stop.is_set():
+            reaped.append(reap_expired(node.db))
+            time.sleep(0.05)
+
+    reaper = threading.Thread(target=other_worker)
+    reaper.start()
+    try:
+        Worker(settings, node.db, build_handlers(settings, node.db)).run_until_idle()
+    finally:
+        stop.set()
+        reaper.join()
+    [job] = node.classify_jobs(spooled.series_uid)
+    assert (job.state, job.outcome, job.attempts) == (JobState.DONE, "classified", 1)
+    assert sum(reaped) == 0 and len(node.results(spooled.series_uid)) == 1

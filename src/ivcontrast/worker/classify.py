@@ -26,6 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -140,9 +141,9 @@ class ClassifySeries:
     def __call__(self, job: LeasedJob) -> JobResult:
         return self.complete(job, self.prepare(job))
 
-    def prefetcher(self) -> Prefetcher:
+    def prefetcher(self, queue: JobQueue) -> Prefetcher:
         threads, depth = prefetch_plan(self.classifier.backend.name)
-        return Prefetcher(self, threads, depth)
+        return Prefetcher(self, queue, threads, depth)
 
     def _version(self, job: LeasedJob) -> tuple[str, int]:
         with self.db.session() as session:
@@ -236,12 +237,15 @@ class _InFlight:
 class Prefetcher:
     """Prepares up to ``depth`` leased classify jobs ahead; hands them out in claim order.
 
-    The worker claims jobs while ``room`` > 0, ``submit``s them, and calls ``next`` for the
-    oldest one; ``renew`` extends the leases of jobs that wait long enough for it to matter.
+    The worker claims jobs while ``room`` > 0, ``submit``s them, and runs ``next`` for the
+    oldest one. ``renew`` extends the leases of the jobs in flight that have waited a third of
+    a lease, and runs while the oldest one's preparation is awaited too, so a slow series
+    keeps its lease and the ones behind it keep theirs.
     """
 
-    def __init__(self, handler: ClassifySeries, threads: int, depth: int) -> None:
+    def __init__(self, handler: ClassifySeries, queue: JobQueue, threads: int, depth: int) -> None:
         self.handler = handler
+        self.queue = queue
         self.threads = max(1, threads)
         self.depth = max(1, depth)
         self._pool: ThreadPoolExecutor | None = None
@@ -270,18 +274,38 @@ class Prefetcher:
         """The oldest job and a call that waits for its preparation and completes it."""
         if not self._inflight:
             return None
-        item = self._inflight.popleft()
-        return item.job, lambda: self.handler.complete(item.job, item.future.result())
+        item = self._inflight[0]
 
-    def renew(self, queue: JobQueue) -> None:
+        def compute() -> JobResult:
+            try:
+                while True:
+                    try:
+                        prepared = item.future.result(timeout=self._every())
+                        break
+                    except FutureTimeout:
+                        self.renew()
+                        if item not in self._inflight:
+                            raise LeaseLost(
+                                f"job {item.job.id}: lease lost while prepared"
+                            ) from None
+            finally:
+                if item in self._inflight:
+                    self._inflight.remove(item)
+            return self.handler.complete(item.job, prepared)
+
+        return item.job, compute
+
+    def _every(self) -> float:
+        return self.queue.lease.total_seconds() / 3
+
+    def renew(self) -> None:
         """Extend the leases held for a third of their length; drop jobs whose lease is gone."""
-        every = queue.lease.total_seconds() / 3
         now = time.monotonic()
         for item in list(self._inflight):
-            if now - item.renewed < every:
+            if now - item.renewed < self._every():
                 continue
             try:
-                queue.extend(item.job.id)
+                self.queue.extend(item.job.id)
                 item.renewed = now
             except LeaseLost:
                 log.warning("job %d (classify): lease lost while waiting; dropped", item.job.id)

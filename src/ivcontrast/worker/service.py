@@ -97,7 +97,7 @@ class Worker:
 
             classify = self.handlers[CLASSIFY]
             if isinstance(classify, ClassifySeries):
-                self.prefetch = classify.prefetcher()
+                self.prefetch = classify.prefetcher(self.queue)
         self._direct_kinds = [
             kind for kind in self.handlers if self.prefetch is None or kind != CLASSIFY
         ]
@@ -195,7 +195,7 @@ class Worker:
         """Claim classify jobs while the pipeline has room; their preparation starts."""
         if self.prefetch is None:
             return
-        self.prefetch.renew(self.queue)
+        self.prefetch.renew()
         while self.prefetch.room > 0:
             job = self.queue.claim([CLASSIFY])
             if job is None:
