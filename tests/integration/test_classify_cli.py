@@ -247,7 +247,8 @@ def test_the_bundled_model_calls_the_phantoms_right(
 ) -> None:
     names = ["chest_arterial", "headneck_none", "nested/deeper/chest_none", "headneck_venous"]
     folders = [str(inputs.tree / name) for name in names]
-    assert main(["classify", *folders, "--format", "json", "-q"]) == 0
+    model = str(bundled_model())
+    assert main(["classify", *folders, "--model", model, "--format", "json", "-q"]) == 0
     rows = by_source(json.loads(capsys.readouterr().out))
     for name in names:
         spec = inputs.series[name][0]
