@@ -257,6 +257,24 @@ def ingest_latency(samples: int = 500) -> tuple[float, float]:
     return statistics.median(times) * 1000, times[int(len(times) * 0.99)] * 1000
 
 
+def spool_write_latency(folder: Path, samples: int = 100) -> tuple[float, float]:
+    """Median and p90 of one durable spool write of a 512x512 slice (write, fdatasync,
+    rename, directory fsync), ms: what durability costs on this disk right now."""
+    from ivcontrast.scp.spool import Spool
+
+    body = os.urandom(512 * 512 * 2)
+    times = []
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        spool = Spool(Path(tmp))
+        spool.prepare()
+        for i in range(samples):
+            t = time.perf_counter()
+            spool.write(f"1.2/1.2.3/1.2.3.{i + 1}.dcm", b"M" * 300, body)
+            times.append(time.perf_counter() - t)
+    times.sort()
+    return statistics.median(times) * 1000, times[int(len(times) * 0.9)] * 1000
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="runs per figure (median)")
@@ -342,6 +360,11 @@ def main() -> int:
     print(f"ivcontrast peak RSS per process: {max(rss):.0f} MB   (target <= 300 MB)")
     median, p99 = ingest_latency()
     print(f"ingest transaction (SQLite, one instance): median {median:.2f} ms, p99 {p99:.2f} ms")
+    median, p90 = spool_write_latency(work)
+    print(
+        f"durable spool write of one slice (incl. fdatasync + directory fsync): "
+        f"median {median:.2f} ms, p90 {p90:.2f} ms"
+    )
     if args.keep:
         print(f"kept {work}")
     else:
