@@ -253,8 +253,8 @@ def test_export_subprocess_with_test_report(run_dir: Path, workdir: Path, test_s
             str(out),
             "--model-version",
             "1.0.0",
-            "--test-report",
-            str(report),
+            "--report",
+            f"test={report}",
         ],
         capture_output=True,
         text=True,
@@ -265,6 +265,11 @@ def test_export_subprocess_with_test_report(run_dir: Path, workdir: Path, test_s
     card = load_package(out).card
     assert card.version == "1.0.0"
     assert card.metrics["test"]["scan"]["n"] == 6 and "validation" in card.metrics
+    # A small report keeps its per-series calls (as for the few real scans of the default model).
+    recorded = card.metrics["test"]["series"]
+    rows = json.loads(report.read_text())["series"]
+    assert [r["probability"] for r in recorded] == [r["probability"] for r in rows]
+    assert [r["name"] for r in recorded] == [Path(r["path"]).name for r in rows]
     again = subprocess.run(
         [sys.executable, "-m", "ivcontrast", "export", str(run_dir), str(out)],
         capture_output=True,

@@ -3,7 +3,8 @@
 CHECKPOINT is a run's ``best.pt`` (or the run directory). The package gets ONNX + safetensors
 + card with checksums; the export fails unless ONNX Runtime reproduces PyTorch's logits within
 1e-4. The card comes from the checkpoint (validation threshold and metrics, data summary,
-command); ``--test-report`` adds the metrics of an ``ivcontrast evaluate`` report.
+command); ``--report NAME=report.json`` adds the metrics of an ``ivcontrast evaluate`` report
+as ``metrics.NAME`` (``--test-report PATH`` is ``--report test=PATH``).
 """
 
 from __future__ import annotations
@@ -51,7 +52,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--test-report",
         type=Path,
         default=None,
-        help="an 'ivcontrast evaluate' report.json to record in the card",
+        help="an 'ivcontrast evaluate' report.json to record in the card as metrics.test",
+    )
+    parser.add_argument(
+        "--report",
+        action="append",
+        default=[],
+        metavar="NAME=REPORT",
+        help="record another evaluation report as metrics.NAME (repeatable)",
     )
 
 
@@ -63,14 +71,23 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         raise CommandError(f"{args.checkpoint}: no such checkpoint")
     if args.out.exists() and not args.overwrite:
         raise CommandError(f"{args.out}: already exists (pass --overwrite to replace it)")
-    report = None
-    if args.test_report is not None:
+    named = [("test", args.test_report)] if args.test_report is not None else []
+    for item in args.report:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise CommandError(f"--report {item!r}: expected NAME=REPORT.json")
+        named.append((name, Path(path)))
+    reports = {}
+    for name, path in named:
+        if name in reports or name == "validation":
+            raise CommandError(f"--report {name}: used twice, or the checkpoint's own 'validation'")
         try:
-            report = json.loads(args.test_report.read_text(encoding="utf-8"))
+            report = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise CommandError(f"{args.test_report}: cannot read it: {exc}") from None
+            raise CommandError(f"{path}: cannot read it: {exc}") from None
         if not isinstance(report, dict) or not {"scan", "slice"} <= report.keys():
-            raise CommandError(f"{args.test_report}: not an 'ivcontrast evaluate' report.json")
+            raise CommandError(f"{path}: not an 'ivcontrast evaluate' report.json")
+        reports[name] = report
     try:
         package = export_checkpoint(
             args.checkpoint,
@@ -80,7 +97,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             threshold=args.threshold,
             weights_dtype=args.weights_dtype,
             intended_use=args.intended_use,
-            test_report=report,
+            reports=reports,
             overwrite=args.overwrite,
         )
     except (PackageError, ValueError, KeyError, RuntimeError) as exc:

@@ -117,13 +117,13 @@ def export_checkpoint(
     threshold: float | None = None,
     weights_dtype: str | None = None,
     intended_use: str | None = None,
-    test_report: Mapping[str, Any] | None = None,
+    reports: Mapping[str, Mapping[str, Any]] | None = None,
     overwrite: bool = False,
 ) -> ModelPackage:
     """``best.pt`` (or a run directory holding it) to a model package at ``dest``.
 
-    ``test_report``: an ``ivcontrast evaluate`` report whose scan and slice metrics go into the
-    card under ``metrics.test``.
+    ``reports``: name -> ``ivcontrast evaluate`` report; each one's metrics go into the card
+    under ``metrics.<name>`` (e.g. ``test``), beside the checkpoint's ``validation``.
     """
     from ivcontrast.classifier.networks import build_network
 
@@ -139,9 +139,12 @@ def export_checkpoint(
     ):
         if value is not None:
             changes[key] = value
-    if test_report is not None:
+    if reports:
         metrics = dict(card.metrics)
-        metrics["test"] = test_metrics(test_report)
+        for key, report in reports.items():
+            if key == "validation":
+                raise ValueError("'validation' is the checkpoint's own; name the report otherwise")
+            metrics[key] = report_metrics(report)
         changes["metrics"] = metrics
     card = replace(card, **changes)
     net = build_network(card.architecture, card.input_channels, card.dropout)
@@ -151,9 +154,13 @@ def export_checkpoint(
     return package
 
 
-def test_metrics(report: Mapping[str, Any]) -> dict[str, Any]:
-    """The part of an evaluation report that a card keeps."""
-    keep = {
+# Reports this small keep their per-series calls in the card (e.g. a few real scans).
+SERIES_IN_CARD = 20
+
+
+def report_metrics(report: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of an ``ivcontrast evaluate`` report that a card keeps."""
+    keep: dict[str, Any] = {
         "data": report.get("data", {}).get("summary"),
         "threshold": report.get("package", {}).get("threshold"),
         "scan": compact(report["scan"]),
@@ -163,6 +170,19 @@ def test_metrics(report: Mapping[str, Any]) -> dict[str, Any]:
         "tags": report.get("tags"),
         "failed": len(report.get("data", {}).get("failed", [])),
     }
+    series = report.get("series", [])
+    if len(series) <= SERIES_IN_CARD:
+        keep["series"] = [
+            {
+                "name": Path(s["path"]).name,
+                "region": s.get("region"),
+                "label": s["label"],
+                "probability": s["probability"],
+                "called": s["called"],
+                "slices_used": s.get("slices_used"),
+            }
+            for s in series
+        ]
     return jsonable(keep)
 
 

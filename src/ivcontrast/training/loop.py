@@ -273,6 +273,8 @@ class Trainer:
             torch.set_num_threads(config.threads)
         self.device = torch.device(choose_device(config.device))
         self.amp = config.amp and self.device.type == "cuda"
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input shapes: pick kernels once
         torch.manual_seed(config.seed)
         if network is None:
             network = build_network(config.arch, len(windows), config.dropout)
@@ -458,7 +460,9 @@ class Trainer:
             order = self._epoch_order(len(train), epoch)
             self._train_mode()
             t0, c0 = time.perf_counter(), time.process_time()
-            total_loss, seen = 0.0, 0
+            # The loss is summed on the device: reading it every step would stall a GPU.
+            total_loss = torch.zeros((), device=self.device)
+            seen = 0
             bar = tqdm(
                 range(steps),
                 desc=f"epoch {epoch}/{cfg.epochs}",
@@ -480,10 +484,13 @@ class Trainer:
                 loss.backward()
                 self.optimizer.step()
                 self.scheduler.step()
-                total_loss += float(loss.detach()) * len(idx)
+                total_loss += loss.detach() * len(idx)
                 seen += len(idx)
-                bar.set_postfix(loss=f"{total_loss / seen:.4f}")
+                if step % 20 == 19 or step == steps - 1:
+                    bar.set_postfix(loss=f"{float(total_loss) / seen:.4f}")
             bar.close()
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
             train_s = time.perf_counter() - t0
             train_cpu = time.process_time() - c0
             predictions = self.predict(val, val_batches)
@@ -491,7 +498,7 @@ class Trainer:
             scan_p = predictions.scan_probabilities(self.aggregation)
             row = {
                 "epoch": epoch,
-                "train_loss": total_loss / max(seen, 1),
+                "train_loss": float(total_loss) / max(seen, 1),
                 "val_loss": val_loss,
                 "val_slice_auc": roc_auc(predictions.slice_y, predictions.slice_p),
                 "val_scan_auc": roc_auc(predictions.scan_labels(), scan_p),
