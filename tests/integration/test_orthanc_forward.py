@@ -210,9 +210,9 @@ def test_ct_uploaded_to_orthanc_is_forwarded_classified_and_corrected(
     hospital: tuple[Pacs, NodeProcess, Database], tmp_path: Path
 ) -> None:
     pacs, node, db = hospital
-    shape = ["--matrix", "128", "--slices", "24", "--region", "chest", "--tag", "missing"]
-    contrast = synth(tmp_path / "c", *shape, "--contrast", "yes", "--seed", "11")
-    plain = synth(tmp_path / "n", *shape, "--contrast", "no", "--seed", "12")
+    shape = ["--matrix", "128", "--slices", "48", "--region", "chest", "--tag", "missing"]
+    contrast = synth(tmp_path / "c", *shape, "--phase", "portal_venous", "--seed", "11")
+    plain = synth(tmp_path / "n", *shape, "--phase", "none", "--seed", "12")
     mr = as_mr(plain[:3], tmp_path / "mr")
     heads = {
         label: pydicom.dcmread(files[0])
