@@ -34,6 +34,7 @@ from ivcontrast.store.ingest import (
 )
 from ivcontrast.store.models import AssociationState, Job, Result, Series, SeriesState
 from ivcontrast.web import create_app
+from ivcontrast.worker.jobs import CHECK
 from ivcontrast.worker.service import Worker, build_handlers
 
 
@@ -95,7 +96,9 @@ def node(tmp_path: Path) -> Iterator[Node]:
     )
     ingest(db, spool, ct_paths + short_paths, assoc)
     close_association(db, assoc, AssociationState.RELEASED)
-    Worker(settings, db, build_handlers(settings, db)).run_until_idle()
+    # The eligibility stage only: the classify job's effect is written below with known values.
+    handlers = build_handlers(settings, db)
+    Worker(settings, db, {CHECK: handlers[CHECK]}).run_until_idle()
 
     # The classify job's effect, with z along the normal as the classifier computes it.
     z = DicomSeries.open(ct_paths).geometry.z_mm

@@ -20,7 +20,9 @@ from ivcontrast.store.models import (
     utcnow,
 )
 from ivcontrast.worker.completion import CompletionRule
-from ivcontrast.worker.service import Worker, build_handlers
+from ivcontrast.worker.eligibility import EligibilityRule
+from ivcontrast.worker.jobs import CHECK, CheckSeries
+from ivcontrast.worker.service import Worker
 from ivcontrast.worker.sweep import sweep_once
 
 RULE = CompletionRule(quiet_seconds=60, settle_seconds=5)
@@ -30,6 +32,12 @@ RULE = CompletionRule(quiet_seconds=60, settle_seconds=5)
 def db(any_db: Database) -> Database:
     """Every test here runs on SQLite and on PostgreSQL."""
     return any_db
+
+
+def check_only(settings, db: Database):  # type: ignore[no-untyped-def]
+    """The eligibility handler alone: these tests stop where classification begins."""
+    rule = EligibilityRule(settings.worker.min_slices, settings.worker.classify_derived)
+    return {CHECK: CheckSeries(db, rule, settings.worker.max_attempts)}
 
 
 def add_series(
@@ -115,7 +123,7 @@ def test_worker_checks_eligibility_and_queues_classification(tmp_path, db: Datab
     add_series(db, "2.1", last=old)
     add_series(db, "2.2", last=old, modality="MR")
     add_series(db, "2.3", last=old, slices=3)
-    worker = Worker(settings, db, build_handlers(settings, db))
+    worker = Worker(settings, db, check_only(settings, db))
     assert worker.run_until_idle() == 3
     with db.session() as session:
         states = {s.series_uid: (s.state, s.skip_reason) for s in session.scalars(select(Series))}
@@ -136,9 +144,36 @@ def test_check_of_a_reopened_series_leaves_the_new_version_alone(tmp_path, db: D
     with db.write() as session:  # a late instance arrives: the listener re-opens the series
         series = session.scalar(select(Series))
         series.state, series.version = SeriesState.RECEIVING, 2
-    worker = Worker(settings, db, build_handlers(settings, db), sweep=False)
+    worker = Worker(settings, db, check_only(settings, db), sweep=False)
     assert worker.run_until_idle() == 1
     with db.session() as session:
         series = session.scalar(select(Series))
         assert (series.state, series.version) == (SeriesState.RECEIVING, 2)
         assert session.scalars(select(Job).where(Job.kind == "classify")).all() == []
+
+
+def test_restart_ends_the_leases_of_a_dead_worker_on_this_host(tmp_path, db: Database) -> None:  # type: ignore[no-untyped-def]
+    import socket
+    import subprocess
+    import sys
+
+    from ivcontrast.store.models import Worker as WorkerRow
+    from ivcontrast.store.queue import JobQueue
+
+    settings = load_settings(
+        env={}, overrides={"data_dir": str(tmp_path), "worker.lease_seconds": 3600}
+    )
+    add_series(db, "4.1", last=utcnow() - timedelta(seconds=120))
+    assert sweep_once(db, RULE, 3) == ["4.1"]
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead_pid = int(gone.stdout)
+    with db.write() as session:
+        session.add(WorkerRow(id="dead", host=socket.gethostname(), pid=dead_pid, kinds="check"))
+    assert JobQueue(db, "dead", lease_seconds=3600, backoff_seconds=1).claim(["check"]) is not None
+    # A restarted worker must not wait an hour for the dead one's lease.
+    assert Worker(settings, db, check_only(settings, db), sweep=False).run_until_idle() == 1
+    with db.session() as session:
+        assert session.get(WorkerRow, "dead").stopped_at is not None
+        assert session.scalar(select(Series)).state == SeriesState.ELIGIBLE

@@ -208,6 +208,19 @@ class JobQueue:
         return job
 
 
+def expire_leases(session: Session, owners: Collection[str], now: datetime) -> int:
+    """End the leases held by ``owners`` (workers known to be dead); ``reap_expired`` then
+    re-queues their jobs."""
+    jobs = session.scalars(
+        select(Job)
+        .where(Job.state == JobState.LEASED, Job.lease_owner.in_(owners))
+        .with_for_update()
+    ).all()
+    for job in jobs:
+        job.lease_expires_at = now - timedelta(microseconds=1)
+    return len(jobs)
+
+
 def reap_expired(
     db: Database,
     on_final: Callable[[Session, Job], None] | None = None,

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from ivcontrast.config import Settings
 from ivcontrast.store.db import Database
@@ -31,6 +31,7 @@ from ivcontrast.store.queue import (
     LeasedJob,
     LeaseLost,
     PermanentJobError,
+    expire_leases,
     reap_expired,
 )
 from ivcontrast.worker.completion import CompletionRule
@@ -48,6 +49,16 @@ HEARTBEAT_SECONDS = 10.0
 
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, owned by another user
+    return True
 
 
 def build_handlers(settings: Settings, db: Database) -> dict[str, JobHandler]:
@@ -115,9 +126,34 @@ class Worker:
                     kinds=",".join(sorted(self.handlers)),
                 )
             )
+        self._expire_leases_of_dead_neighbours()
         reap_expired(self.db, on_final=mark_series_failed)
         self._next_reap = time.monotonic() + self.settings.reap_seconds
         log.info("worker %s started; job kinds: %s", self.id, ", ".join(sorted(self.handlers)))
+
+    def _expire_leases_of_dead_neighbours(self) -> None:
+        """A worker on this host whose process is gone will never renew its leases: end
+        them now rather than after ``lease_seconds``, so a restart resumes at once. (If the
+        pid belongs to another namespace after all, its owner only loses the race to finish:
+        ``finish`` checks the lease, so nothing is recorded twice.)"""
+        host = socket.gethostname()
+        with self.db.write() as session:
+            rows = session.scalars(
+                select(WorkerRow).where(
+                    WorkerRow.host == host, WorkerRow.stopped_at.is_(None), WorkerRow.id != self.id
+                )
+            ).all()
+            dead = [row for row in rows if not _pid_alive(row.pid)]
+            now = utcnow()
+            for row in dead:
+                row.stopped_at = now
+            if dead:
+                expired = expire_leases(session, [row.id for row in dead], now)
+                log.warning(
+                    "%d worker(s) on this host died without stopping; %d of their leases ended",
+                    len(dead),
+                    expired,
+                )
 
     def stop(self) -> None:
         """Complete the classify jobs in flight (seconds), then deregister."""
