@@ -19,7 +19,8 @@ from typing import Any
 
 from ivcontrast import __version__
 from ivcontrast.commands import CommandError
-from ivcontrast.config import Settings, SettingsError, load_settings
+from ivcontrast.config import SettingsError, load_settings
+from ivcontrast.logs import configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -82,22 +83,6 @@ def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
         if value is not None and ("." in key or key in ("data_dir", "database_url", "log_level")):
             overrides[key] = value
     return overrides
-
-
-def configure_logging(settings: Settings) -> None:
-    """Handlers are configured here, by the entry point, and nowhere else."""
-    fmt = "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"
-    if settings.log_format == "json":
-        fmt = (
-            '{"time":"%(asctime)s","level":"%(levelname)s","process":"%(processName)s",'
-            '"logger":"%(name)s","message":"%(message)s"}'
-        )
-    logging.basicConfig(level=settings.log_level, format=fmt, stream=sys.stderr, force=True)
-    # These libraries narrate routine work at INFO (every PDU, every migration plugin, every
-    # standard table loaded); keep their chatter for DEBUG.
-    if settings.log_level != "DEBUG":
-        for name in ("pynetdicom", "alembic", "highdicom", "uvicorn.access"):
-            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _chosen_command(argv: Sequence[str]) -> str | None:

@@ -99,3 +99,18 @@ def test_settings_are_frozen() -> None:
     s = Settings()
     with pytest.raises(Exception, match="frozen"):
         s.scp.port = 1  # type: ignore[misc]
+
+
+def test_json_logs_are_one_valid_object_per_line(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+    import logging
+
+    from ivcontrast.logs import configure_logging
+
+    configure_logging(load_settings(env={}, overrides={"log_format": "json"}))
+    logging.getLogger("ivcontrast.test").warning(
+        'series "%s" done', "1.2.3", extra={"series_uid": "1.2.3"}
+    )
+    entry = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert entry["message"] == 'series "1.2.3" done' and entry["series_uid"] == "1.2.3"
+    assert entry["level"] == "WARNING"
