@@ -433,3 +433,19 @@ def test_peer_that_drops_or_garbles_the_connection_is_recorded_as_aborted(
     }
     assert rows["DROPPER"].instances_received == 1
     assert len(instances(listener)) == 1
+
+
+def test_pynetdicom_own_reactor_still_works(
+    make_listener: Callable[..., InProcessListener], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fallback for a pynetdicom other than 3.0.x: its own classes, slower, same result."""
+    from ivcontrast.scp import reactor
+
+    monkeypatch.setattr(reactor, "FAST_REACTOR", False)
+    node = make_listener()
+    sent = dicom_factory.ct_series(4, rows=16, columns=16)
+    assert Scu().send(node.port, sent) == [0x0000] * len(sent)
+    for ds in sent:
+        assert spooled_dataset(spool_path(node.spool, ds)) == encoded(ds, ExplicitVRLittleEndian)
+    (assoc,) = wait_closed(node, 1)
+    assert (assoc.state, assoc.instances_received) == (AssociationState.RELEASED, 4)
