@@ -5,6 +5,20 @@ generating series in ``workers`` processes), train with early stopping and check
 export ``best.pt`` as a model package whose card says what it was trained on, how it did on
 validation, its Youden threshold and the command that reproduces it. ``options`` are saved as
 ``config.json`` in the run directory; ``resume=True`` continues the run from ``last.pt``.
+
+The run directory, beside the train loop's files (``last.pt``, ``best.pt``, history,
+validation predictions)::
+
+    config.json              the options (what --resume reads back)
+    split.json               patients and series on each side of the split
+    synthetic_manifest.csv   every drawn parameter of the phantom series (with --synthetic)
+    timing.json              wall and CPU seconds of data, training and export
+    history.png              losses and validation AUCs per epoch
+    model/                   the exported package (unless --no-export or --package elsewhere)
+
+Seeds fix the data, split, initialisation, order, augmentation and dropout. Floating-point sums
+still depend on the kernels and the thread count, so a run repeats bit for bit on one machine
+and thread count, and elsewhere to within rounding (which can tip the choice of best epoch).
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ matplotlib with the Agg backend (files only, no display); each function writes o
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,19 @@ from typing import Any
 import numpy as np
 
 from ivcontrast.training.metrics import roc_curve
+
+
+def _save(fig: Any, path: Path) -> Path:
+    """Write ``fig`` as a palette PNG: a third of the bytes of full colour for line plots
+    (figures travel in model packages, which have a size budget)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    buffer.seek(0)
+    with Image.open(buffer) as image:
+        image.convert("RGB").quantize(colors=64).save(path, format="PNG", optimize=True)
+    return path
 
 
 def _pyplot() -> Any:
@@ -62,7 +76,7 @@ def roc_plot(
     ax.set_title(title, fontsize=10)
     ax.legend(loc="lower right", fontsize=7)
     fig.tight_layout()
-    fig.savefig(path)
+    _save(fig, path)
     plt.close(fig)
     return path
 
@@ -107,7 +121,7 @@ def calibration_plot(path: Path, reports: Mapping[str, Mapping[str, Any]], title
     hist.set_xlabel("predicted probability of contrast")
     hist.set_ylabel("cases")
     fig.tight_layout()
-    fig.savefig(path)
+    _save(fig, path)
     plt.close(fig)
     return path
 
@@ -140,7 +154,7 @@ def slice_curve_plot(
     ax.set_title(title, fontsize=9)
     ax.legend(loc="best", fontsize=7)
     fig.tight_layout()
-    fig.savefig(path)
+    _save(fig, path)
     plt.close(fig)
     return path
 
@@ -162,6 +176,6 @@ def history_plot(path: Path, history: Sequence[Mapping[str, Any]]) -> Path:
     auc_ax.set_ylabel("validation AUC")
     auc_ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    _save(fig, path)
     plt.close(fig)
     return path
