@@ -105,9 +105,14 @@ def test_unreadable_files_are_reported_and_the_rest_sent(
     rc = main(["send", str(series), "--port", str(port), "--aec", "STORESCP", "-j", "2"])
     printed = capsys.readouterr().out
     assert rc == 1
-    assert "sent 15/17 images" in printed
-    assert "failed: 2" in printed and "notes.txt" in printed and "CT99999.dcm" in printed
+    assert "sent 15/16 images" in printed
+    assert "left out: 1 files in the folders that are not DICOM" in printed
+    assert "failed: 1" in printed and "CT99999.dcm" in printed and "notes.txt" not in printed
     assert len(list(out.iterdir())) == 15
+    # A file named on the command line is always tried, and reported when it is not DICOM.
+    rc = main(["send", str(series / "a" / "notes.txt"), "--port", str(port), "--aec", "STORESCP"])
+    printed = capsys.readouterr().out
+    assert rc == 1 and "notes.txt" in printed and "not a readable DICOM file" in printed
 
 
 def test_unaccepted_transfer_syntax_is_a_failure(

@@ -77,6 +77,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         f"{report.seconds:.2f} s ({report.images_per_second:.1f} images/s, {mb:.1f} MB, "
         f"{report.associations} associations)"
     )
+    if report.not_dicom:
+        print(f"left out: {report.not_dicom} files in the folders that are not DICOM")
     if report.warnings:
         print(f"warnings: {report.warnings} stored with a warning status")
     if report.failures:

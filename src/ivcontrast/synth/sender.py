@@ -50,6 +50,7 @@ class SendReport:
     bytes_sent: int = 0
     seconds: float = 0.0
     associations: int = 0
+    not_dicom: int = 0  # files in the folders that are not DICOM: left out, not failures
     failures: list[Failure] = field(default_factory=list)
 
     @property
@@ -70,22 +71,44 @@ class Item:
 
 
 def find_files(paths: Iterable[str | Path]) -> list[Path]:
-    """Files named directly, and every file under the folders named (sorted, no dot-files).
-
-    A name that does not exist raises FileNotFoundError.
+    """Files named directly, and the DICOM files under the folders named (sorted, no
+    dot-files). In folders, files without the DICOM preamble (a manifest, a preview PNG)
+    are left out; see ``not_dicom``. A name that does not exist raises FileNotFoundError.
     """
-    out: list[Path] = []
+    return _walk(paths)[0]
+
+
+def not_dicom(paths: Iterable[str | Path]) -> list[Path]:
+    """The files under the folders named that ``find_files`` leaves out."""
+    return _walk(paths)[1]
+
+
+def _walk(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
+    found: list[Path] = []
+    skipped: list[Path] = []
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
             for root, dirs, files in os.walk(p):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                out.extend(Path(root) / f for f in sorted(files) if not f.startswith("."))
+                for name in sorted(files):
+                    if not name.startswith("."):
+                        path = Path(root) / name
+                        (found if _has_preamble(path) else skipped).append(path)
         elif p.exists():
-            out.append(p)
+            found.append(p)  # named explicitly: tried, and reported if it is not DICOM
         else:
             raise FileNotFoundError(f"{p}: no such file or folder")
-    return out
+    return found, skipped
+
+
+def _has_preamble(path: Path) -> bool:
+    try:
+        with path.open("rb") as fh:
+            fh.seek(128)
+            return fh.read(4) == b"DICM"
+    except OSError:
+        return True  # unreadable: let scan() report it with the reason
 
 
 def scan(files: Sequence[Path]) -> tuple[list[Item], list[Failure]]:
@@ -163,8 +186,8 @@ class Sender:
         progress: Callable[[int], None] | None = None,
     ) -> SendReport:
         """Send every file under ``paths``; ``progress(n)`` is called as files finish."""
-        files = find_files(paths)
-        report = SendReport(files=len(files))
+        files, skipped = _walk(paths)
+        report = SendReport(files=len(files), not_dicom=len(skipped))
         items, failures = scan(files)
         report.failures.extend(failures)
         if progress is not None and failures:
