@@ -1,17 +1,17 @@
-"""The results query behind ``ivcontrast results``: filters over result rows, newest first.
+"""The results query behind ``ivcontrast results`` and the web API's results and export.
 
-The filters mean what the web API's results filters mean (``web.queries.ResultFilter``):
-times bound ``Result.created_at`` (from ``since`` on, before ``until``), and by default only
+Times bound ``Result.created_at`` (from ``since`` on, before ``until``), and by default only
 each series' newest result version is listed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Select, and_, func, select
+from sqlalchemy import Select, Subquery, and_, func, select
 from sqlalchemy.orm import Session
 
 from ivcontrast.store.models import Result, Series, Study
@@ -37,18 +37,25 @@ class ResultRow:
     study: Study
 
 
-def _select(query: ResultQuery) -> Select[Result, Series, Study]:
+def newest_versions() -> Subquery:
+    """series_id -> the highest series version that has a result."""
+    return (
+        select(Result.series_id, func.max(Result.series_version).label("version"))
+        .group_by(Result.series_id)
+        .subquery("newest")
+    )
+
+
+def results_select(columns: Sequence[Any], query: ResultQuery) -> Select[Any]:
+    """``columns`` over the results matching ``query`` (no order, no limit)."""
     stmt = (
-        select(Result, Series, Study)
+        select(*columns)
+        .select_from(Result)
         .join(Series, Result.series_id == Series.id)
         .join(Study, Series.study_id == Study.id)
     )
     if not query.all_versions:
-        newest = (
-            select(Result.series_id, func.max(Result.series_version).label("version"))
-            .group_by(Result.series_id)
-            .subquery("newest")
-        )
+        newest = newest_versions()
         stmt = stmt.join(
             newest,
             and_(newest.c.series_id == Result.series_id, newest.c.version == Result.series_version),
@@ -67,13 +74,29 @@ def _select(query: ResultQuery) -> Select[Result, Series, Study]:
         stmt = stmt.where(Result.created_at >= query.since)
     if query.until is not None:
         stmt = stmt.where(Result.created_at < query.until)
-    stmt = stmt.order_by(Result.created_at.desc(), Result.id.desc())
-    if query.limit:
-        stmt = stmt.limit(query.limit)
     return stmt
 
 
+def _rows(query: ResultQuery) -> Select[Any]:
+    return results_select([Result, Series, Study], query).order_by(
+        Result.created_at.desc(), Result.id.desc()
+    )
+
+
 def find_results(session: Session, query: ResultQuery, batch: int = 500) -> Iterator[ResultRow]:
-    """Result rows matching ``query`` with their series and study, newest first."""
-    for result, series, study in session.execute(_select(query).execution_options(yield_per=batch)):
+    """Result rows matching ``query`` with their series and study, newest first, read
+    ``batch`` rows at a time (at most ``query.limit``)."""
+    stmt = _rows(query)
+    if query.limit:
+        stmt = stmt.limit(query.limit)
+    for result, series, study in session.execute(stmt.execution_options(yield_per=batch)):
         yield ResultRow(result, series, study)
+
+
+def results_page(
+    session: Session, query: ResultQuery, limit: int, offset: int = 0
+) -> tuple[int, list[ResultRow]]:
+    """The number of results matching ``query`` and one page of them, newest first."""
+    total = session.scalar(results_select([func.count(Result.id)], query)) or 0
+    rows = session.execute(_rows(query).limit(limit).offset(offset))
+    return total, [ResultRow(r, s, st) for r, s, st in rows]

@@ -19,6 +19,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, BeforeValidator, Field
 
 from ivcontrast.store.models import AssociationState, JobState, SeriesState, TagStatus, utcnow
+from ivcontrast.store.results import ResultQuery, find_results, results_page
 from ivcontrast.web import health as health_checks
 from ivcontrast.web import metrics, queries
 from ivcontrast.web import schemas as s
@@ -82,7 +83,7 @@ class ResultFilterParams:
             bool, Query(description="every result version, not only each series' newest")
         ] = False,
     ) -> None:
-        self.filter = queries.ResultFilter(
+        self.filter = ResultQuery(
             label=label,
             tag_status=tag_status,
             since=utc(since),
@@ -90,7 +91,7 @@ class ResultFilterParams:
             study_uid=study_uid,
             series_uid=series_uid,
             accession=accession,
-            latest_only=not all_versions,
+            all_versions=all_versions,
         )
 
 
@@ -233,7 +234,7 @@ def build_router(ctx: WebContext) -> APIRouter:
     ) -> s.Page[s.ResultOut]:
         """Contrast calls, newest first; by default each series' newest version only."""
         with ctx.db.session() as session:
-            total, rows = queries.results_page(session, params.filter, limit, offset)
+            total, rows = results_page(session, params.filter, limit, offset)
             items = [s.result_out(r.result, r.series, r.study, show) for r in rows]
         return s.Page[s.ResultOut](total=total, limit=limit, offset=offset, items=items)
 
@@ -358,10 +359,10 @@ def build_router(ctx: WebContext) -> APIRouter:
 PATIENT_FIELDS = frozenset({"patient_name", "patient_id"})
 
 
-def _export_rows(ctx: WebContext, filt: queries.ResultFilter) -> Iterator[s.ResultOut]:
+def _export_rows(ctx: WebContext, filt: ResultQuery) -> Iterator[s.ResultOut]:
     """The rows, read in batches while the response streams (the session lives as long)."""
     with ctx.db.session() as session:
-        for row in queries.iter_results(session, filt):
+        for row in find_results(session, filt):
             yield s.result_out(row.result, row.series, row.study, ctx.show_patient)
 
 

@@ -7,14 +7,13 @@ an older version while a re-opened series waits to be classified again.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, func, select
 from sqlalchemy.orm import Session, aliased
-from sqlalchemy.sql.selectable import Subquery
 
 from ivcontrast.store.models import (
     Association,
@@ -27,6 +26,7 @@ from ivcontrast.store.models import (
     Worker,
     Writeback,
 )
+from ivcontrast.store.results import newest_versions
 
 
 @dataclass(frozen=True)
@@ -45,31 +45,10 @@ class SeriesFilter:
 
 
 @dataclass(frozen=True)
-class ResultFilter:
-    """Filters of the results export (as ``ivcontrast results``); times bound ``created_at``."""
-
-    label: str | None = None
-    tag_status: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    study_uid: str | None = None
-    series_uid: str | None = None
-    accession: str | None = None
-    latest_only: bool = True
-
-
-@dataclass(frozen=True)
 class SeriesRow:
     series: Series
     study: Study
     result: Result | None
-
-
-@dataclass(frozen=True)
-class ResultRow:
-    result: Result
-    series: Series
-    study: Study
 
 
 @dataclass(frozen=True)
@@ -98,18 +77,9 @@ class Summary:
     associations: int = 0
 
 
-def _newest_versions() -> Subquery:
-    """series_id -> the highest series version that has a result."""
-    return (
-        select(Result.series_id, func.max(Result.series_version).label("version"))
-        .group_by(Result.series_id)
-        .subquery("newest")
-    )
-
-
 def _series_select(columns: Sequence[Any], latest: Any, filt: SeriesFilter) -> Select[Any]:
     """``columns`` over series, their study and their newest result (``latest``, an alias)."""
-    newest = _newest_versions()
+    newest = newest_versions()
     query = (
         select(*columns)
         .select_from(Series)
@@ -241,57 +211,6 @@ def series_results(session: Session, series_id: int) -> list[Result]:
     )
 
 
-def _results_select(columns: Sequence[Any], filt: ResultFilter) -> Select[Any]:
-    query = (
-        select(*columns)
-        .select_from(Result)
-        .join(Series, Result.series_id == Series.id)
-        .join(Study, Series.study_id == Study.id)
-    )
-    if filt.latest_only:
-        newest = _newest_versions()
-        query = query.join(
-            newest,
-            and_(newest.c.series_id == Result.series_id, newest.c.version == Result.series_version),
-        )
-    if filt.label is not None:
-        query = query.where(Result.label == filt.label)
-    if filt.tag_status is not None:
-        query = query.where(Result.tag_status == filt.tag_status)
-    if filt.since is not None:
-        query = query.where(Result.created_at >= filt.since)
-    if filt.until is not None:
-        query = query.where(Result.created_at < filt.until)
-    if filt.study_uid is not None:
-        query = query.where(Study.study_uid == filt.study_uid)
-    if filt.series_uid is not None:
-        query = query.where(Series.series_uid == filt.series_uid)
-    if filt.accession is not None:
-        query = query.where(Study.accession_number == filt.accession)
-    return query
-
-
-def results_page(
-    session: Session, filt: ResultFilter, limit: int, offset: int = 0
-) -> tuple[int, list[ResultRow]]:
-    """The total matching ``filt`` and one page of its rows, newest first."""
-    total = session.scalar(_results_select([func.count(Result.id)], filt)) or 0
-    query = _results_select([Result, Series, Study], filt).order_by(
-        Result.created_at.desc(), Result.id.desc()
-    )
-    rows = session.execute(query.limit(limit).offset(offset))
-    return total, [ResultRow(r, s, st) for r, s, st in rows]
-
-
-def iter_results(session: Session, filt: ResultFilter, batch: int = 500) -> Iterator[ResultRow]:
-    """Every result matching ``filt``, newest first, fetched ``batch`` rows at a time."""
-    query = _results_select([Result, Series, Study], filt).order_by(
-        Result.created_at.desc(), Result.id.desc()
-    )
-    for r, s, st in session.execute(query.execution_options(yield_per=batch)):
-        yield ResultRow(r, s, st)
-
-
 def associations_page(
     session: Session, states: Sequence[str], calling_ae: str | None, limit: int, offset: int
 ) -> tuple[int, list[Association]]:
@@ -371,7 +290,7 @@ def summary(session: Session) -> Summary:
     out = Summary()
     for state, n in session.execute(select(Series.state, func.count()).group_by(Series.state)):
         out.series_by_state[state] = int(n)
-    newest = _newest_versions()
+    newest = newest_versions()
     latest = (
         select(Result.label, Result.tag_status, func.count())
         .join(
