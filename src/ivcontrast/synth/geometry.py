@@ -528,7 +528,8 @@ class Star(Shape):
         t = np.arctan2(v, u)
         t *= F32(n / (2.0 * np.pi))
         t %= F32(n)
-        i = t.astype(np.intp)
+        # float32 rounding can give t == n for angles just below zero: that is angle 0 again.
+        i = np.minimum(t.astype(np.intp), n - 1)
         t -= i
         ring = np.append(radii, radii[0]).astype(F32)
         border = ring[i]
