@@ -11,7 +11,7 @@ import pytest
 
 from ivcontrast.classifier.preprocess import PreprocessConfig, apply_windows, preprocess
 from ivcontrast.classifier.sources import open_source
-from ivcontrast.synth import SeriesSpec, write_series
+from ivcontrast.synth import SeriesSpec, series_plan, write_series
 from ivcontrast.synth.manifest import write_manifest
 from ivcontrast.training.cache import SliceCache, dequantise, fill, quantise
 from ivcontrast.training.datasets import (
@@ -23,6 +23,7 @@ from ivcontrast.training.datasets import (
     summarise,
 )
 from ivcontrast.training.split import split_by_patient
+from ivcontrast.training.synthetic import plan_set, sampled_spec
 
 CONFIG = PreprocessConfig(size=32, num_slices=4)
 
@@ -295,3 +296,37 @@ def test_in_memory_cache_keeps_nothing(series_dir: Path, tmp_path: Path) -> None
     entry, hit = cache.get(series_dir / "plain")
     assert not hit and not cache.get(series_dir / "plain")[1]
     assert entry.n_slices > 0
+
+
+# --- synthetic training series ---------------------------------------------------------------
+
+
+def test_plan_set_patients_phases_and_slabs() -> None:
+    items = plan_set(60, 1000, 16, multiphase_fraction=0.4, slab_fraction=0.3)
+    assert [i.spec["seed"] for i in items] == list(range(1000, 1060))
+    assert plan_set(60, 1000, 16, multiphase_fraction=0.4, slab_fraction=0.3) == items
+    by_patient: dict[str, list] = {}
+    for item in items:
+        by_patient.setdefault(item.patient_id, []).append(item)
+        assert item.contrast == (item.phase != "none")
+        assert item.spec["anatomy_seed"] == int(item.patient_id[3:])
+    studies = [s for s in by_patient.values() if len(s) > 1]
+    assert studies  # multi-phase studies share a patient: one anatomy, native first
+    for study in studies:
+        assert study[0].phase == "none" and all(s.contrast for s in study[1:])
+        assert len({s.region for s in study}) == 1
+    assert {i.region for i in items} == {"chest", "headneck"}
+    slabs = [i for i in items if "slices" in i.spec]
+    assert 8 <= len(slabs) <= 30 and all(i.spec["slices"] == 16 for i in slabs)
+    assert all("slices" not in i.spec for i in plan_set(20, 5, 16))
+
+
+def test_thinned_series_keep_the_drawn_coverage_and_thickness() -> None:
+    spec = SeriesSpec(region="chest", phase="none", seed=42)
+    dense = series_plan(spec)
+    thin = series_plan(sampled_spec(spec, 12))
+    assert thin.slices == 12 and dense.slices > 12
+    assert (thin.slices - 1) * thin.spacing == pytest.approx((dense.slices - 1) * dense.spacing)
+    assert thin.thickness == dense.thickness
+    slab = SeriesSpec(region="chest", phase="none", seed=42, slices=12)
+    assert sampled_spec(slab, 12) is slab  # a slab is left as it is

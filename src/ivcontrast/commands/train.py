@@ -82,6 +82,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="share of phantom patients with a multi-phase study (default 0.25)",
     )
     data.add_argument(
+        "--synthetic-slabs",
+        type=float,
+        default=None,
+        help="share of phantom series cut short (contiguous slices) instead of thinned (default 0)",
+    )
+    data.add_argument(
         "--synthetic-matrix",
         type=int,
         default=None,
@@ -300,6 +306,7 @@ def options_from_args(args: argparse.Namespace, settings: Settings) -> Any:
         synthetic_seed=pick(args.synthetic_seed, 1_000_000),
         synthetic_slices=pick(args.synthetic_slices, 0),
         synthetic_multiphase=pick(args.synthetic_multiphase, 0.25),
+        synthetic_slabs=pick(args.synthetic_slabs, 0.0),
         synthetic_matrix=args.synthetic_matrix,
         preprocess=preprocess,
         train=train,

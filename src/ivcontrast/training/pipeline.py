@@ -94,6 +94,7 @@ class TrainOptions:
     synthetic_seed: int = 1_000_000
     synthetic_slices: int = 0  # 0 = preprocess.num_slices
     synthetic_multiphase: float = 0.25
+    synthetic_slabs: float = 0.0  # share of phantom series cut short instead of thinned
     synthetic_matrix: int | None = None
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -200,6 +201,7 @@ def _load_items(options: TrainOptions, cache: SliceCache, progress: bool) -> _Lo
             options.synthetic_seed,
             options.synthetic_slices or options.preprocess.num_slices or 32,
             multiphase_fraction=options.synthetic_multiphase,
+            slab_fraction=options.synthetic_slabs,
             overrides={"matrix": options.synthetic_matrix} if options.synthetic_matrix else None,
         )
     items: list[Any] = [*files, *synthetic, *val_files]
@@ -249,6 +251,7 @@ def _load_items(options: TrainOptions, cache: SliceCache, progress: bool) -> _Lo
             "seeds": [options.synthetic_seed, options.synthetic_seed + len(synthetic) - 1],
             "slices_per_series": synthetic[0].slices,
             "multiphase_fraction": options.synthetic_multiphase,
+            "slabs": sum(1 for item in synthetic if "slices" in item.spec),
             "phase_weights": DEFAULT_PHASE_WEIGHTS,
             "matrix": options.synthetic_matrix or "drawn (512 or 256)",
             "acquisition": _synthetic_summary(rows),

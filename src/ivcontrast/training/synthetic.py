@@ -11,6 +11,12 @@ deleted. The cache key is the spec plus the generator's code, so an edited phant
 
 Patients: a share of them (``multiphase_fraction``) get a study of a native and one or two
 enhanced series of the same anatomy, the rest one series; regions alternate by patient.
+
+Slabs: a share of the series (``slab_fraction``) are not thinned but cut short: ``slices``
+contiguous slices at the drawn thickness, somewhere in the region (synth's own choice of
+position), like a limited-coverage acquisition. They show the model series that hold only the
+skull, only the lung bases or only the thoracic inlet, where the evidence for contrast is
+scarce (a dural sinus, a few vessels) and no other slice of the series helps.
 """
 
 from __future__ import annotations
@@ -83,8 +89,11 @@ def plan_set(
     multiphase_fraction: float = 0.25,
     phase_weights: Mapping[str, float] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    slab_fraction: float = 0.0,
 ) -> list[SyntheticItem]:
     """``count`` series with seeds ``seed``, ``seed + 1``, ...; deterministic."""
+    if not 0.0 <= slab_fraction <= 1.0:
+        raise ValueError(f"slab fraction {slab_fraction} not in [0, 1]")
     if count < 1:
         raise ValueError(f"count {count} < 1")
     if slices < 2:
@@ -118,6 +127,8 @@ def plan_set(
                 "anatomy_seed": anatomy_seed,
             }
             spec.update(overrides or {})
+            if slab_fraction > 0 and rng.random() < slab_fraction:
+                spec["slices"] = slices  # contiguous, at the drawn thickness: see the docstring
             items.append(
                 SyntheticItem(
                     index=len(items),
