@@ -126,7 +126,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         metavar="PACKAGE",
-        help="fine-tune this model package (its architecture and preprocessing)",
+        help="fine-tune this model package (its architecture and preprocessing); 'default' is the bundled one",
     )
     model.add_argument(
         "--freeze-backbone",
@@ -259,8 +259,10 @@ def options_from_args(args: argparse.Namespace, settings: Settings) -> Any:
     }
     if args.init_from is not None:
         from ivcontrast.classifier.errors import PackageError
-        from ivcontrast.classifier.package import load_package
+        from ivcontrast.classifier.package import load_package, resolve_package_path
 
+        if str(args.init_from) == "default":
+            args.init_from = resolve_package_path(None)
         if prep_changes or args.arch or args.dropout is not None:
             raise CommandError(
                 "--init-from: the package fixes the architecture and preprocessing; drop --size/--num-slices/--slab-mm/--arch/--dropout"
