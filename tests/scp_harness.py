@@ -11,8 +11,6 @@
 from __future__ import annotations
 
 import os
-import re
-import signal
 import subprocess
 import sys
 import time
@@ -21,9 +19,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pytest
+from node_process import NodeProcess, clean_env
 from pydicom.dataset import Dataset
 
 from ivcontrast.config import Settings, load_settings
@@ -93,93 +92,28 @@ class InProcessListener:
         return sorted(p.name for p in (self.spool / ".incoming").iterdir())
 
 
-class ScpProcess:
+class ScpProcess(NodeProcess):
     """``ivcontrast scp`` as a subprocess; the port is read from its start-up log line."""
 
-    LISTENING = re.compile(r"listening on (\S+):(\d+) as (\S+) \((\d+) processes\)")
+    LISTENING = r"listening on (\S+):(\d+) as (\S+) \((\d+) processes\)"
 
     def __init__(
         self, data_dir: Path, *args: str, processes: int = 2, env: dict[str, str] | None = None
     ) -> None:
+        command = [sys.executable, "-m", "ivcontrast", "--data-dir", str(data_dir), "scp"]
+        command += ["--bind", "127.0.0.1", "--port", "0", "--processes", str(processes), *args]
+        super().__init__(command, clean_env(env), data_dir / f"scp-{time.monotonic_ns()}.log")
         self.data_dir = data_dir
-        self.args = list(args)
-        self.processes = processes
-        self.env = env or {}
-        self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
-        self.log_path = data_dir / f"scp-{time.monotonic_ns()}.log"
 
-    def start(self, timeout: float = 90.0) -> int:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("IVCONTRAST_")}
-        env.update(self.env)
-        command = [
-            sys.executable,
-            "-m",
-            "ivcontrast",
-            "--data-dir",
-            str(self.data_dir),
-            "scp",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--processes",
-            str(self.processes),
-            *self.args,
-        ]
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = self.LISTENING.search(self.log())
-            if found:
-                self.port = int(found.group(2))
-                return self.port
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"ivcontrast scp exited early:\n{self.log()[-3000:]}")
-            time.sleep(0.1)
-        self.kill()
-        raise RuntimeError(f"ivcontrast scp did not start:\n{self.log()[-3000:]}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self, timeout: float = 30.0) -> int:
-        """SIGTERM, as a service manager would; returns the exit code."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
+    def start(self, timeout: float = 90.0) -> Self:
+        super().start()
         try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
+            self.port = int(self.wait_for(self.LISTENING, timeout).group(2))
+        except RuntimeError:
             self.kill()
             raise
-
-    def kill(self) -> None:
-        """SIGKILL to the parent and every listener process (a crash of the service)."""
-        assert self.proc is not None
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait(30)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # the listener processes die a moment later
-            try:
-                os.killpg(self.proc.pid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.05)
-
-    def __enter__(self) -> ScpProcess:
-        self.start()
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.kill()
 
 
 @dataclass

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from deploy_harness import DEPLOY, REPO, VENV_BIN, NodeProcess, clean_env, free_port
+from deploy_harness import DEPLOY, REPO, VENV_BIN, free_port
+from node_process import NodeProcess, clean_env
 from scp_harness import dcmtk, storescu
 
 from ivcontrast.classifier.package import DEFAULT_PACKAGE

@@ -16,7 +16,8 @@ import subprocess
 from pathlib import Path
 
 import pydicom
-from deploy_harness import DEPLOY, NodeProcess, clean_env, ivcontrast
+from deploy_harness import DEPLOY, ivcontrast
+from node_process import NodeProcess, clean_env
 from scp_harness import dcmtk, storescu
 
 GUIDE = DEPLOY / "OPERATIONS.md"

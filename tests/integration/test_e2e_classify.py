@@ -11,20 +11,17 @@ series exactly once.
 from __future__ import annotations
 
 import json
-import os
-import re
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pydicom
 import pytest
 from classify_data import bundled_model, corrupt_pixel_data, write_rule_package
+from node_process import NodeProcess, clean_env
 from scp_harness import dcmtk, storescu
 from sqlalchemy import func, select
 
@@ -92,25 +89,12 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Data:
     return Data(model, series, victim.sop_instance_uid)
 
 
-class ServeProcess:
+class ServeProcess(NodeProcess):
     """``ivcontrast serve`` as a subprocess in its own session (kill -9 takes every process)."""
 
-    LISTENING = re.compile(r"listening on \S+:(\d+) as ")
+    LISTENING = r"listening on \S+:(\d+) as "
 
     def __init__(self, data_dir: Path, model: Path) -> None:
-        self.data_dir = data_dir
-        self.model = model
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.port = 0
-        self.starts = 0
-
-    @property
-    def log_path(self) -> Path:
-        return self.data_dir / f"serve-{self.starts}.log"
-
-    def start(self, timeout: float = 120.0) -> int:
-        self.starts += 1
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         settings = {
             "scp.bind_address": "127.0.0.1",
             "scp.min_free_mb": 0,
@@ -120,49 +104,29 @@ class ServeProcess:
             "worker.poll_seconds": 0.1,
             "worker.lease_seconds": 4,
             "worker.reap_seconds": 1,
-            "classifier.model": str(self.model),
+            "classifier.model": str(model),
             "classifier.device": "cpu",
         }
-        command = [sys.executable, "-m", "ivcontrast", "--data-dir", str(self.data_dir)]
+        command = [sys.executable, "-m", "ivcontrast", "--data-dir", str(data_dir)]
         for key, value in settings.items():
             command += ["--set", f"{key}={value}"]
         command += ["serve", "--port", "0", "--processes", "1", "--no-web"]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("IVCONTRAST_")}
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = self.LISTENING.search(self.log())
-            if found:
-                self.port = int(found.group(1))
-                return self.port
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"ivcontrast serve exited early:\n{self.log()[-3000:]}")
-            time.sleep(0.1)
-        self.kill()
-        raise RuntimeError(f"ivcontrast serve did not start:\n{self.log()[-3000:]}")
+        super().__init__(command, clean_env(), data_dir / "serve-0.log")
+        self.data_dir = data_dir
+        self.port = 0
+        self.starts = 0
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL to serve and its listener processes: a crash of the node."""
-        assert self.proc is not None
+    def start(self, timeout: float = 120.0) -> Self:
+        """Each start logs to a file of its own (serve-1.log, serve-2.log, ...)."""
+        self.starts += 1
+        self.log_path = self.data_dir / f"serve-{self.starts}.log"
+        super().start()
         try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait(30)
-
-    def stop(self) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(60)
+            self.port = int(self.wait_for(self.LISTENING, timeout).group(1))
+        except RuntimeError:
+            self.kill()
+            raise
+        return self
 
 
 @pytest.fixture

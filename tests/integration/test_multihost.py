@@ -28,7 +28,8 @@ import pg
 import pydicom
 import pytest
 from classify_data import write_rule_package
-from deploy_harness import NodeProcess, clean_env, ivcontrast
+from deploy_harness import ivcontrast
+from node_process import NodeProcess, clean_env
 from scp_harness import DCMTK_ENV, dcmtk, parse_storescu, storescu_command
 from sqlalchemy import func, select
 

@@ -24,7 +24,8 @@ import httpx
 import pydicom
 import pytest
 from classify_data import bundled_model, write_rule_package
-from deploy_harness import DEPLOY, NodeProcess, clean_env, free_port, ivcontrast
+from deploy_harness import DEPLOY, free_port, ivcontrast
+from node_process import NodeProcess, clean_env
 from orthanc import find_orthanc
 from pydicom.uid import generate_uid
 from sqlalchemy import func, select

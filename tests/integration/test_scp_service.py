@@ -59,7 +59,7 @@ def test_scp_service_serves_and_stops_cleanly(tmp_path: Path) -> None:
         dicom_factory.ct_series(12, rows=32, columns=32), tmp_path / "in"
     )
     with ScpProcess(tmp_path / "node", processes=2) as scp:
-        assert scp.LISTENING.search(scp.log()).group(1, 3, 4) == ("127.0.0.1", "IVCONTRAST", "2")  # type: ignore[union-attr]
+        assert scp.wait_for(scp.LISTENING).group(1, 3, 4) == ("127.0.0.1", "IVCONTRAST", "2")
         assert len(listener_children(scp)) == 2
         assert echoscu(scp.port).returncode == 0
         result = storescu(scp.port, files)
