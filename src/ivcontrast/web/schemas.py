@@ -332,21 +332,7 @@ def series_summary(
 
 
 def association_out(a: Association) -> AssociationOut:
-    return AssociationOut(
-        id=a.id,
-        listener=a.listener,
-        calling_ae=a.calling_ae,
-        called_ae=a.called_ae,
-        peer_host=a.peer_host,
-        peer_port=a.peer_port,
-        state=a.state,
-        reason=a.reason,
-        started_at=a.started_at,
-        ended_at=a.ended_at,
-        instances_received=a.instances_received,
-        instances_failed=a.instances_failed,
-        bytes_received=a.bytes_received,
-    )
+    return AssociationOut.model_validate(a, from_attributes=True)
 
 
 def series_association_out(row: SeriesAssociation) -> SeriesAssociationOut:
@@ -377,36 +363,11 @@ def job_out(job: Job, series_uid: str) -> JobOut:
 
 
 def writeback_out(w: Writeback) -> WritebackOut:
-    return WritebackOut(
-        job_id=w.job_id,
-        series_version=w.series_version,
-        destination=w.destination,
-        destination_kind=w.destination_kind,
-        label=w.label,
-        uid_policy=w.uid_policy,
-        copies_series_uid=w.copies_series_uid,
-        report_series_uid=w.report_series_uid,
-        instances_total=w.instances_total,
-        instances_sent=w.instances_sent,
-        report_sent=w.report_sent,
-        outcome=w.outcome,
-        last_status=w.last_status,
-        error=w.error,
-        created_at=w.created_at,
-        attempted_at=w.attempted_at,
-        sent_at=w.sent_at,
-    )
+    return WritebackOut.model_validate(w, from_attributes=True)
 
 
 def instances_out(stats: InstanceStats) -> InstancesOut:
-    return InstancesOut(
-        count=stats.count,
-        bytes=stats.bytes,
-        transfer_syntaxes=stats.transfer_syntaxes,
-        sop_classes=stats.sop_classes,
-        first_received_at=stats.first_received_at,
-        last_received_at=stats.last_received_at,
-    )
+    return InstancesOut.model_validate(stats, from_attributes=True)
 
 
 def result_out(result: Result, series: Series, study: Study, show_patient: bool) -> ResultOut:
@@ -438,15 +399,7 @@ def result_out(result: Result, series: Series, study: Study, show_patient: bool)
 
 
 def event_out(e: Event) -> EventOut:
-    return EventOut(
-        id=e.id,
-        at=e.at,
-        kind=e.kind,
-        association_id=e.association_id,
-        series_uid=e.series_uid,
-        sop_instance_uid=e.sop_instance_uid,
-        detail=e.detail,
-    )
+    return EventOut.model_validate(e, from_attributes=True)
 
 
 def worker_out(w: Worker, now: datetime) -> WorkerOut:
