@@ -101,6 +101,12 @@ class WorkerSettings(_Section):
     classify_derived: bool = Field(
         False, description="also classify DERIVED/SECONDARY image series"
     )
+    spool_retention_days: float = Field(
+        0.0,
+        ge=0,
+        description="remove the spooled files of classified and skipped series this many days "
+        "after their last instance (results stay); 0 keeps every file",
+    )
 
 
 class ClassifierSettings(_Section):

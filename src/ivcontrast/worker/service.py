@@ -37,6 +37,7 @@ from ivcontrast.store.queue import (
 from ivcontrast.worker.completion import CompletionRule
 from ivcontrast.worker.eligibility import EligibilityRule
 from ivcontrast.worker.jobs import CHECK, CLASSIFY, CheckSeries, mark_series_failed
+from ivcontrast.worker.retention import prune_once
 from ivcontrast.worker.sweep import sweep_once
 
 if TYPE_CHECKING:
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 10.0
+# Retention is checked at start and then this often (it removes whole series, days old).
+RETENTION_CHECK_SECONDS = 600.0
 
 
 def worker_id() -> str:
@@ -97,9 +100,11 @@ class Worker:
             db, self.id, self.settings.lease_seconds, self.settings.retry_backoff_seconds
         )
         self.rule = CompletionRule(self.settings.quiet_seconds, self.settings.settle_seconds)
+        self.spool = settings.spool_path
         self._next_sweep = 0.0
         self._next_reap = 0.0
         self._next_heartbeat = 0.0
+        self._next_retention = 0.0
         self._done = 0
         self._failed = 0
         self.prefetch: Prefetcher | None = None
@@ -210,6 +215,9 @@ class Worker:
         if now >= self._next_heartbeat:
             self._heartbeat()
             self._next_heartbeat = now + HEARTBEAT_SECONDS
+        if self.sweep and self.settings.spool_retention_days > 0 and now >= self._next_retention:
+            prune_once(self.db, self.spool, self.settings.spool_retention_days)
+            self._next_retention = now + RETENTION_CHECK_SECONDS
         ran = False
         self._fill_pipeline()
         while self._direct_kinds:

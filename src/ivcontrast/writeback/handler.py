@@ -200,7 +200,10 @@ class WritebackHandler:
                 )
             ]
             if not instances:
-                raise PermanentJobError(f"series {series.series_uid} has no instances")
+                raise PermanentJobError(
+                    f"series {series.series_uid} has no instances in the spool (removed by "
+                    "worker.spool_retention_days, or never stored)"
+                )
             return Work(
                 writeback_id=row.id,
                 destination=row.destination,
