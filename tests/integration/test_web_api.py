@@ -334,6 +334,30 @@ def test_health_model_check_names_what_is_wrong(node: Node, tmp_path: Path) -> N
     assert model["status"] == "fail" and "model.onnx: missing" in model["detail"]
 
 
+def test_every_page_says_so_while_the_model_was_trained_on_phantoms_only(
+    node: Node, tmp_path: Path
+) -> None:
+    # The test node's package has no training data recorded: no notice.
+    assert 'class="notice"' not in node.client.get("/").text
+    phantoms = model_package(tmp_path / "phantoms")
+    card = json.loads((phantoms / "card.json").read_text())
+    card["training_data"] = {"synthetic": {"series": 480}}
+    card["intended_use"] = "Trained on synthetic CT phantoms only; validate it before use."
+    (phantoms / "card.json").write_text(json.dumps(card))
+    settings = web_settings(node.settings.data_dir, **{"classifier.model": str(phantoms)})
+    with TestClient(create_app(settings, node.db)) as client:
+        for url in ("/", "/series", "/jobs", "/associations"):
+            page = client.get(url).text
+            assert "Model ivcontrast-effnet-b0 1.0.0: Trained on synthetic CT phantoms only" in page
+        model = client.get("/health").json()["checks"]["model"]["data"]
+    assert model["synthetic_only"] is True and "validate" in model["intended_use"]
+    # Fine-tuned on a site's own CT (its sources recorded): the notice goes.
+    card["training_data"]["sources"] = [{"path": "labels.csv", "sha256": "0" * 64}]
+    (phantoms / "card.json").write_text(json.dumps(card))
+    with TestClient(create_app(settings, node.db)) as client:
+        assert 'class="notice"' not in client.get("/").text
+
+
 def test_health_warns_when_no_worker_has_the_classifier(node: Node) -> None:
     from ivcontrast.store.models import Worker
 
