@@ -84,3 +84,14 @@ def test_a_site_can_fine_tune_the_bundled_model_by_name(tmp_path: Path) -> None:
     card = json.loads(torch.load(out / "best.pt", weights_only=True)["card_json"])
     assert card["training_data"]["init_from"]["name"] == "ivcontrast-default"
     assert card["preprocess"] == load_package(DEFAULT_PACKAGE).card.preprocess.to_dict()
+
+
+def test_the_node_warns_that_the_bundled_model_has_only_seen_phantoms(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from ivcontrast.config import load_settings
+
+    settings = load_settings(env={}, overrides={"classifier.device": "cpu"})
+    with caplog.at_level("WARNING", logger="ivcontrast.classifier.engine"):
+        Classifier.from_settings(settings.classifier)
+    assert "trained on synthetic CT phantoms only" in caplog.text

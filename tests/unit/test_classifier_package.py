@@ -203,3 +203,11 @@ def test_network_arguments_are_checked() -> None:
         build_network("resnet18")
     with pytest.raises(ValueError, match="dropout"):
         build_network("efficientnet-b0", dropout=1.5)
+
+
+def test_a_card_knows_when_its_model_has_only_seen_phantoms() -> None:
+    assert not make_card().synthetic_only  # nothing recorded: no claim either way
+    phantoms = {"synthetic": {"series": 480, "seeds": [1000000, 1000479]}}
+    assert make_card(training_data=phantoms).synthetic_only
+    site = {**phantoms, "sources": [{"path": "labels.csv", "sha256": "0" * 64}]}
+    assert not make_card(training_data=site).synthetic_only

@@ -134,6 +134,13 @@ class Classifier:
                 "set classifier.model to a model package directory"
             )
         package = load_package(path, verify=True)
+        if package.card.synthetic_only:
+            log.warning(
+                "model %s %s was trained on synthetic CT phantoms only: validate it on your own "
+                "labelled CT (ivcontrast evaluate) before relying on its calls",
+                package.card.name,
+                package.card.version,
+            )
         backend = select_backend(settings.device, package, settings.threads, settings.batch_size)
         return cls(package, backend)
 

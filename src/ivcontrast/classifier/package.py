@@ -90,6 +90,11 @@ class ModelCard:
     def input_channels(self) -> int:
         return self.preprocess.channels
 
+    @property
+    def synthetic_only(self) -> bool:
+        """Trained on phantoms and nothing else (no real training data recorded)."""
+        return bool(self.training_data.get("synthetic")) and not self.training_data.get("sources")
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": FORMAT_VERSION,

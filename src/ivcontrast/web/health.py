@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ivcontrast import __version__
 from ivcontrast.classifier.errors import PackageError
-from ivcontrast.classifier.package import ModelCard, load_package, resolve_package_path
+from ivcontrast.classifier.package import load_package, resolve_package_path
 from ivcontrast.config import Settings
 from ivcontrast.store.db import Database
 from ivcontrast.store.models import Series, Worker, utcnow
@@ -100,19 +100,13 @@ def check_workers(workers: list[dict[str, Any]], stale_seconds: float) -> Check:
     )
 
 
-def synthetic_only(card: ModelCard) -> bool:
-    """Trained on phantoms and nothing else (the bundled default): people must be told."""
-    data = card.training_data
-    return bool(data.get("synthetic")) and not data.get("sources")
-
-
 def model_notice(settings: Settings) -> str | None:
     """The sentence every dashboard page shows while the model has never seen real CT."""
     try:
         card = load_package(resolve_package_path(settings.classifier.model), verify=False).card
     except PackageError:
         return None  # the health strip says what is wrong
-    if not synthetic_only(card):
+    if not card.synthetic_only:
         return None
     return f"Model {card.name} {card.version}: {card.intended_use}"
 
@@ -132,7 +126,7 @@ def check_model(settings: Settings, workers: list[dict[str, Any]] | None) -> Che
         "architecture": card.architecture,
         "threshold": card.threshold,
         "regions": list(card.regions),
-        "synthetic_only": synthetic_only(card),
+        "synthetic_only": card.synthetic_only,
         "intended_use": card.intended_use,
     }
     loaders = [w["id"] for w in workers or [] if CLASSIFY_KIND in w["kinds"]]
