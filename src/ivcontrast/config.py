@@ -43,13 +43,15 @@ class _Section(BaseModel):
 class ScpSettings(_Section):
     """The DICOM listener (C-ECHO, C-STORE SCP)."""
 
-    ae_title: str = Field("IVCONTRAST", min_length=1, max_length=16)
+    ae_title: str = Field(default="IVCONTRAST", min_length=1, max_length=16)
     bind_address: str = "0.0.0.0"
-    port: int = Field(11112, ge=0, le=65535)
-    max_associations: int = Field(16, ge=1, description="concurrent associations per process")
-    max_pdu: int = Field(262144, ge=0, description="maximum PDU we receive; 0 = unlimited")
+    port: int = Field(default=11112, ge=0, le=65535)
+    max_associations: int = Field(
+        default=16, ge=1, description="concurrent associations per process"
+    )
+    max_pdu: int = Field(default=262144, ge=0, description="maximum PDU we receive; 0 = unlimited")
     processes: int = Field(
-        0,
+        default=0,
         ge=0,
         description="listener processes sharing the port (SO_REUSEPORT); 0 = one per CPU core",
     )
@@ -58,15 +60,17 @@ class ScpSettings(_Section):
         default_factory=list, description='"AE" or "AE@host" entries; empty = accept any calling AE'
     )
     min_free_mb: int = Field(
-        1024, ge=0, description="below this much free space in the spool, C-STORE answers 0xA700"
+        default=1024,
+        ge=0,
+        description="below this much free space in the spool, C-STORE answers 0xA700",
     )
-    acse_timeout: float = Field(30.0, gt=0)
-    dimse_timeout: float = Field(60.0, gt=0)
-    network_timeout: float = Field(60.0, gt=0)
+    acse_timeout: float = Field(default=30.0, gt=0)
+    dimse_timeout: float = Field(default=60.0, gt=0)
+    network_timeout: float = Field(default=60.0, gt=0)
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_ca: Path | None = Field(
-        None, description="CA bundle; when set, peers must present a certificate"
+        default=None, description="CA bundle; when set, peers must present a certificate"
     )
 
     @field_validator("ae_title")
@@ -81,28 +85,30 @@ class ScpSettings(_Section):
 class WorkerSettings(_Section):
     """Completion sweep, durable job queue and the series pipeline."""
 
-    sweep_seconds: float = Field(1.0, gt=0, description="how often completion is checked")
+    sweep_seconds: float = Field(default=1.0, gt=0, description="how often completion is checked")
     quiet_seconds: float = Field(
-        60.0, ge=0, description="complete after this long without an instance"
+        default=60.0, ge=0, description="complete after this long without an instance"
     )
     settle_seconds: float = Field(
-        5.0, ge=0, description="complete sooner once every delivering association is released"
+        default=5.0,
+        ge=0,
+        description="complete sooner once every delivering association is released",
     )
     lease_seconds: float = Field(
-        300.0, gt=0, description="a job's lease; a worker that dies holds its job this long"
+        default=300.0, gt=0, description="a job's lease; a worker that dies holds its job this long"
     )
     reap_seconds: float = Field(
-        30.0, gt=0, description="how often a worker puts jobs with expired leases back"
+        default=30.0, gt=0, description="how often a worker puts jobs with expired leases back"
     )
-    max_attempts: int = Field(3, ge=1)
-    retry_backoff_seconds: float = Field(10.0, ge=0)
-    poll_seconds: float = Field(0.5, gt=0, description="idle wait between queue polls")
-    min_slices: int = Field(10, ge=1, description="fewer axial slices than this: skipped")
+    max_attempts: int = Field(default=3, ge=1)
+    retry_backoff_seconds: float = Field(default=10.0, ge=0)
+    poll_seconds: float = Field(default=0.5, gt=0, description="idle wait between queue polls")
+    min_slices: int = Field(default=10, ge=1, description="fewer axial slices than this: skipped")
     classify_derived: bool = Field(
-        False, description="also classify DERIVED/SECONDARY image series"
+        default=False, description="also classify DERIVED/SECONDARY image series"
     )
     spool_retention_days: float = Field(
-        0.0,
+        default=0.0,
         ge=0,
         description="remove the spooled files of classified and skipped series this many days "
         "after their last instance (results stay); 0 keeps every file",
@@ -113,12 +119,12 @@ class ClassifierSettings(_Section):
     """Model package and inference backend."""
 
     model: Path | None = Field(
-        None, description="model package directory; None = the bundled default"
+        default=None, description="model package directory; None = the bundled default"
     )
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    threads: int = Field(0, ge=0, description="CPU inference threads; 0 = all cores")
+    threads: int = Field(default=0, ge=0, description="CPU inference threads; 0 = all cores")
     batch_size: int = Field(
-        0, ge=0, description="slices per inference batch; 0 = 32 on the CPU, 256 on CUDA"
+        default=0, ge=0, description="slices per inference batch; 0 = 32 on the CPU, 256 on CUDA"
     )
 
 
@@ -152,14 +158,18 @@ class DicomDestination(_Section):
     ae_title: str = Field(description="the destination's (called) AE title")
     host: str = Field(min_length=1)
     port: int = Field(ge=1, le=65535)
-    calling_ae: str | None = Field(None, description="our AE title; default scp.ae_title")
-    timeout_seconds: float = Field(30.0, gt=0, description="ACSE, DIMSE and network timeouts")
-    max_pdu: int = Field(262144, ge=0, description="maximum PDU we receive; 0 = unlimited")
+    calling_ae: str | None = Field(default=None, description="our AE title; default scp.ae_title")
+    timeout_seconds: float = Field(
+        default=30.0, gt=0, description="ACSE, DIMSE and network timeouts"
+    )
+    max_pdu: int = Field(default=262144, ge=0, description="maximum PDU we receive; 0 = unlimited")
     tls: bool = False
     tls_ca: Path | None = Field(
-        None, description="CA bundle that signs the peer's certificate; default system CAs"
+        default=None, description="CA bundle that signs the peer's certificate; default system CAs"
     )
-    tls_cert: Path | None = Field(None, description="our client certificate, if the peer asks")
+    tls_cert: Path | None = Field(
+        default=None, description="our client certificate, if the peer asks"
+    )
     tls_key: Path | None = None
 
     @field_validator("ae_title", "calling_ae")
@@ -193,34 +203,39 @@ class WritebackSettings(_Section):
     trigger: Literal["all", "disagreements", "confident", "confident_disagreements"] = (
         "disagreements"
     )
-    min_confidence: float = Field(0.9, ge=0.5, le=1.0)
-    copies: bool = Field(True, description="send corrected copies of the series")
-    report: bool = Field(True, description="send a DICOM SR of the finding")
+    min_confidence: float = Field(default=0.9, ge=0.5, le=1.0)
+    copies: bool = Field(default=True, description="send corrected copies of the series")
+    report: bool = Field(default=True, description="send a DICOM SR of the finding")
     contrast_agent: str = Field(
-        "IV CONTRAST", max_length=64, description="ContrastBolusAgent written for contrast"
+        default="IV CONTRAST", max_length=64, description="ContrastBolusAgent written for contrast"
     )
     no_contrast_agent: str = Field(
-        "NONE", description="ContrastBolusAgent for no contrast: NONE, N, NO, or '' to remove"
+        default="NONE",
+        description="ContrastBolusAgent for no contrast: NONE, N, NO, or '' to remove",
     )
     contrast_route: str = Field(
-        "IV", max_length=64, description="ContrastBolusRoute for contrast; '' leaves it alone"
+        default="IV",
+        max_length=64,
+        description="ContrastBolusRoute for contrast; '' leaves it alone",
     )
     contrast_ingredient: str = Field(
-        "", description="ContrastBolusIngredient for contrast (e.g. IODINE); '' leaves it alone"
+        default="",
+        description="ContrastBolusIngredient for contrast (e.g. IODINE); '' leaves it alone",
     )
     uid_policy: Literal["new", "keep"] = Field(
-        "new",
+        default="new",
         description="new Series/SOP Instance UIDs (a PACS may discard a re-sent UID) or keep",
     )
     uid_prefix: str = Field(
-        "1.2.826.0.1.3680043.8.498.", description="root of the new UIDs; your organisation's"
+        default="1.2.826.0.1.3680043.8.498.",
+        description="root of the new UIDs; your organisation's",
     )
     description_suffix: str = Field(
-        " (contrast corrected)", max_length=32, description="appended to SeriesDescription"
+        default=" (contrast corrected)", max_length=32, description="appended to SeriesDescription"
     )
-    max_attempts: int = Field(5, ge=1)
+    max_attempts: int = Field(default=5, ge=1)
     backoff_seconds: float = Field(
-        30.0, ge=0, description="first retry delay; doubled on each further attempt"
+        default=30.0, ge=0, description="first retry delay; doubled on each further attempt"
     )
     destinations: list[Destination] = Field(default_factory=list)
 
@@ -285,29 +300,32 @@ class WebSettings(_Section):
 
     enabled: bool = True
     host: str = "127.0.0.1"
-    port: int = Field(8080, ge=0, le=65535)
+    port: int = Field(default=8080, ge=0, le=65535)
     token: str | None = Field(
-        None,
+        default=None,
         description="when set, every request needs 'Authorization: Bearer <token>' "
         "(browsers sign in once at /login and get a cookie)",
     )
     public_health: bool = Field(
-        True, description="/health answers without the token (for load balancers and probes)"
+        default=True,
+        description="/health answers without the token (for load balancers and probes)",
     )
     show_patient_names: bool = False
     worker_stale_seconds: float = Field(
-        60.0, gt=0, description="/health fails when no worker heartbeat is newer than this"
+        default=60.0, gt=0, description="/health fails when no worker heartbeat is newer than this"
     )
-    thumbnails: int = Field(8, ge=1, le=32, description="slices shown on a series page")
+    thumbnails: int = Field(default=8, ge=1, le=32, description="slices shown on a series page")
 
 
 class Settings(_Section):
     """Everything a process of ivcontrast needs to know, in one place."""
 
     data_dir: Path = Path("ivcontrast-data")
-    spool_dir: Path | None = Field(None, description="received files; default <data_dir>/spool")
+    spool_dir: Path | None = Field(
+        default=None, description="received files; default <data_dir>/spool"
+    )
     database_url: str | None = Field(
-        None, description="SQLAlchemy URL; default SQLite in <data_dir>"
+        default=None, description="SQLAlchemy URL; default SQLite in <data_dir>"
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"

@@ -319,7 +319,7 @@ class _Builder:
         self,
         label: str,
         tissue: str,
-        knots: list[tuple[float, ...]],
+        knots: Sequence[Sequence[float]],
         angle: float = 0.0,
         wobble: float = 0.0,
     ) -> Ellipse:
@@ -331,11 +331,11 @@ class _Builder:
         self,
         label: str,
         tissue: str,
-        points: list[tuple[float, ...]],
+        points: Sequence[Sequence[float]],
         radii: object,
         wobble: float = 0.0,
     ) -> Tube:
-        t = Tube.make(LABEL[label], tissue, points, radii, wobble)  # type: ignore[arg-type]
+        t = Tube.make(LABEL[label], tissue, points, radii, wobble)
         self.add(t)
         return t
 
@@ -343,7 +343,7 @@ class _Builder:
         self,
         label: str,
         tissue: str,
-        points: list[tuple[float, ...]],
+        points: Sequence[Sequence[float]],
         radii: object,
         wall: float = 0.0,
     ) -> None:
@@ -455,7 +455,7 @@ class _Builder:
                 self.ellipse("bone_cortical", "cortical", bone)
                 self.ellipse("bone_trabecular", "marrow", [(*b[:3], 6.5, 6.5) for b in bone])
 
-    def arm_layers(self, knots: list[tuple[float, ...]]) -> None:
+    def arm_layers(self, knots: Sequence[Sequence[float]]) -> None:
         """Skin, fat and muscle of one arm (bone added by the caller)."""
         fat = self.p.fat_mm * 0.6
         self.ellipse(
@@ -555,7 +555,7 @@ class _Builder:
             self.add(Capsule.make(LABEL["fat"], "fat", kn, wobble=0.8))
 
     def muscle_with_plane(
-        self, knots: list[tuple[float, ...]], gap: float, wobble: float = 1.6
+        self, knots: Sequence[Sequence[float]], gap: float, wobble: float = 1.6
     ) -> None:
         """A muscle with a fat plane along part of its border, not a ring around it: the
         fat is the muscle shrunk a little and shifted by up to ``gap`` mm to one side, so
@@ -578,11 +578,11 @@ class _Builder:
         levels = [n for n in (75.0, 50.0, 20.0, -20.0, -60.0, -100.0)]
         for side in (-1.0, 1.0):
             pec = rng.uniform(0.35, 0.6) * p.muscle_mm
-            self.fascia(side, -80, -25, lambda z, d=pec: d, levels[:5])
+            self.fascia(side, -80, -25, _constant(pec), levels[:5])
             lat = rng.uniform(0.4, 0.7) * p.muscle_mm
-            self.fascia(side, -15, 45, lambda z, d=lat: d, levels)
+            self.fascia(side, -15, 45, _constant(lat), levels)
             back = rng.uniform(0.5, 0.9) * p.muscle_mm
-            self.fascia(side, 55, 80, lambda z, d=back: d, levels, pieces=2)
+            self.fascia(side, 55, 80, _constant(back), levels, pieces=2)
         # Erector spinae beside the spinous processes, outlined by a thin fat plane.
         for side in (-1.0, 1.0):
             kn = []
@@ -629,8 +629,8 @@ class _Builder:
             [(k[0], k[1], k[2], k[3] - 1.6, k[4] - 1.6) for k in st],
         )
         if p.sternotomy:
-            for n in (30.0, 0.0, -30.0, -60.0, -90.0):
-                z = self.z(n)
+            for level in (30.0, 0.0, -30.0, -60.0, -90.0):
+                z = self.z(level)
                 y = -self.B(z) - 9.0
                 self.tube("metal", "metal", [(-9, y, z), (9, y, z + 1.0)], 0.9)
                 self.metal.append(Metal(0.0, y, z - 1.0, z + 2.0, 0.6))
@@ -770,8 +770,8 @@ class _Builder:
             (0.8 * side, 0.2, -0.9),
             (0.6 * side, -0.5, -0.8),
         ]
-        for d in dirs:
-            d = np.asarray(d) + rng.normal(0, 0.12, 3)
+        for d0 in dirs:
+            d = np.asarray(d0) + rng.normal(0, 0.12, 3)
             d = d / np.linalg.norm(d)
             self._branch(hilum_a, d, 4.8, 30.0, 0, art)
             d2 = d + rng.normal(0, 0.15, 3)
@@ -1231,7 +1231,7 @@ class _Builder:
         # between the lungs (the convex hull of them all, from the sternum to the
         # spine), painted under the heart and everything above.
         lsa_med = [q for q in lsa if abs(q[0]) < 40.0]
-        tubes: list[tuple[list[tuple[float, ...]], list[float]]] = [
+        tubes: list[tuple[Sequence[Sequence[float]], Sequence[float]]] = [
             (asc, rad),
             (svc, [9.5, 10.5, 11.5]),
             (pt, [13.5, 14.0, 13.0]),
@@ -1248,7 +1248,7 @@ class _Builder:
         self.shapes.insert(heart_start, self.mediastinal_fat(tubes, zc + 35 * self.h))
 
     def mediastinal_fat(
-        self, tubes: list[tuple[list[tuple[float, ...]], list[float]]], heart_top: float
+        self, tubes: Sequence[tuple[Sequence[Sequence[float]], Sequence[float]]], heart_top: float
     ) -> Star:
         vf = self.p.visceral_fat
         margin = 3.0 + 5.0 * vf + self.rng.uniform(0, 3)
@@ -1274,7 +1274,7 @@ class _Builder:
             knots.append((z, cx, cy, *radii))
         return Star.make(LABEL["fat"], "fat", knots, wobble=2.5)
 
-    def abdominal_crura(self, aorta: list[tuple[float, ...]]) -> None:
+    def abdominal_crura(self, aorta: Sequence[Sequence[float]]) -> None:
         B = self.p.cavity_b
         for side in (-1.0, 1.0):
             pts = [
@@ -1416,7 +1416,9 @@ class _Builder:
                     )
                 )
             for k in range(5):
-                kn = [(z, g[k][0], g[k][1], g[k][2] * (g[k][3] > 1), g[k][3]) for z, g in groups]
+                kn: list[tuple[float, ...]] = [
+                    (z, g[k][0], g[k][1], g[k][2] * (g[k][3] > 1), g[k][3]) for z, g in groups
+                ]
                 self.muscle_with_plane(kn, gap=2.0, wobble=1.2)
             fat_pad = [
                 (z, side * na * 0.62, yn + nb * 0.05, 10 + p.fat_mm * 0.4, 9 + p.fat_mm * 0.3)
@@ -1433,8 +1435,8 @@ class _Builder:
             kn = []
             for n in (70.0, 100.0, 130.0, 150.0):
                 z = self.z(n)
-                tx, ty = self.trachea_pos(z)
-                kn.append((z, tx + side * 11, ty - 17, 9.0, 2.8))
+                tx, ty0 = self.trachea_pos(z)
+                kn.append((z, tx + side * 11, ty0 - 17, 9.0, 2.8))
             self.ellipse("muscle", "muscle", kn)
         # Sternocleidomastoid muscles, anterolateral, from the sternum to the mastoid.
         for side in (-1.0, 1.0):
@@ -1896,8 +1898,13 @@ class _Builder:
                 )
 
 
+def _constant(value: float) -> Callable[[float], float]:
+    """A depth function that is the same at every z."""
+    return lambda _z: value
+
+
 def _tube_samples(
-    tubes: Sequence[tuple[Sequence[tuple[float, ...]], Sequence[float]]],
+    tubes: Sequence[tuple[Sequence[Sequence[float]], Sequence[float]]],
 ) -> np.ndarray:
     """Points (x, y, z, r) every 2 mm along polyline tubes."""
     out = []

@@ -36,7 +36,9 @@ def montage(
     if title:
         draw.text((4, 3), title, fill=255)
     for i, hu in enumerate(slices):
-        img = Image.fromarray(window(hu, level, width)).resize((tile, tile), Image.BILINEAR)
+        img = Image.fromarray(window(hu, level, width)).resize(
+            (tile, tile), Image.Resampling.BILINEAR
+        )
         x = (i % columns) * tile
         y = head + (i // columns) * (tile + foot)
         sheet.paste(img, (x, y))

@@ -10,6 +10,7 @@ alone and gives the same pixels as in the full series.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -288,7 +289,13 @@ class Scanner:
             hu += F32(acq.noise_sigma * strength / 160.0) * body * f[i0 : i0 + m, j0 : j0 + m]
 
 
-def _filtered_fields(rng: np.random.Generator, size: int, pixel: float, filt) -> list[np.ndarray]:  # type: ignore[no-untyped-def]
+_Filter = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""A noise filter: its amplitude at spatial frequencies (fx, fy), per mm."""
+
+
+def _filtered_fields(
+    rng: np.random.Generator, size: int, pixel: float, filt: _Filter
+) -> list[np.ndarray]:
     """Unit-variance random fields whose power spectrum is ``filt(fx, fy)**2``."""
     fy = sfft.fftfreq(size, d=pixel)[:, None]
     fx = sfft.rfftfreq(size, d=pixel)[None, :]
@@ -303,7 +310,7 @@ def _filtered_fields(rng: np.random.Generator, size: int, pixel: float, filt) ->
     return out
 
 
-def _kernel_filter(cutoff: float):  # type: ignore[no-untyped-def]
+def _kernel_filter(cutoff: float) -> _Filter:
     """Filtered back-projection noise: ramp times the kernel's roll-off."""
 
     def filt(fx: np.ndarray, fy: np.ndarray) -> np.ndarray:
@@ -313,7 +320,7 @@ def _kernel_filter(cutoff: float):  # type: ignore[no-untyped-def]
     return filt
 
 
-def _streak_filter():  # type: ignore[no-untyped-def]
+def _streak_filter() -> _Filter:
     """Photon-starvation streaks: long along x, short along y."""
 
     def filt(fx: np.ndarray, fy: np.ndarray) -> np.ndarray:
@@ -322,7 +329,7 @@ def _streak_filter():  # type: ignore[no-untyped-def]
     return filt
 
 
-def _gauss_filter(*corr_mm: float):  # type: ignore[no-untyped-def]
+def _gauss_filter(*corr_mm: float) -> _Filter:
     """Gaussian-correlated texture; several lengths add with equal variance."""
 
     def filt(fx: np.ndarray, fy: np.ndarray) -> np.ndarray:

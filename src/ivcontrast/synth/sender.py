@@ -217,7 +217,7 @@ class Sender:
         report.seconds = time.perf_counter() - start
         return report
 
-    def _associate(self, contexts: list[tuple[str, list[str]]]):  # type: ignore[no-untyped-def]
+    def _associate(self, contexts: list[tuple[str, list[str]]]):
         from pynetdicom import AE, _config
 
         # Stream each file's encoded dataset from disk instead of decoding it.
@@ -295,7 +295,7 @@ class Sender:
                 return
             self._record(report, state, progress, Failure(str(item.path), None, reason))
 
-    def _store(self, assoc, item: Item, report: SendReport, state: _State, progress) -> None:  # type: ignore[no-untyped-def]
+    def _store(self, assoc, item: Item, report: SendReport, state: _State, progress) -> None:
         try:
             if _accepted(assoc, item.sop_class, item.transfer_syntax):
                 status = assoc.send_c_store(item.path)
@@ -335,7 +335,7 @@ class Sender:
         self._record(report, state, progress, Failure(str(item.path), code, reason))
 
     @staticmethod
-    def _record(report: SendReport, state: _State, progress, failure: Failure) -> None:  # type: ignore[no-untyped-def]
+    def _record(report: SendReport, state: _State, progress, failure: Failure) -> None:
         with state.lock:
             report.failures.append(failure)
         log.warning("%s: %s", failure.path, failure.reason)
@@ -352,7 +352,7 @@ class _State:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def _accepted(assoc, sop_class: str, syntax: str | None) -> bool:  # type: ignore[no-untyped-def]
+def _accepted(assoc, sop_class: str, syntax: str | None) -> bool:
     """Whether the association has an accepted context for the SOP class in ``syntax``
     (None: in any uncompressed syntax)."""
     for cx in assoc.accepted_contexts:
@@ -364,7 +364,7 @@ def _accepted(assoc, sop_class: str, syntax: str | None) -> bool:  # type: ignor
     return False
 
 
-def _refusal(assoc) -> str:  # type: ignore[no-untyped-def]
+def _refusal(assoc) -> str:
     if assoc.is_rejected:
         rsp = assoc.acceptor.primitive
         result = getattr(rsp, "result", None)

@@ -117,7 +117,7 @@ class SyntheticSeries:
             width, length = self._localizer_extent()
             z0 = plan.z_top + 40.0 + plan.z_offset
             col = (0.0, 1.0, 0.0) if lateral else (1.0, 0.0, 0.0)
-            origin = (
+            corner = (
                 (plan.centre_x, plan.centre_y - width / 2, z0)
                 if lateral
                 else (plan.centre_x - width / 2, plan.centre_y, z0)
@@ -127,7 +127,7 @@ class SyntheticSeries:
                 "columns": m,
                 "spacing": (length / m, width / m),
                 "orientation": (*col, 0.0, 0.0, -1.0),
-                "position": origin,
+                "position": corner,
             }
         t = np.deg2rad(plan.tilt)
         off0 = -(m - 1) / 2 * d

@@ -9,13 +9,19 @@ from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import ArgumentError
 
 from ivcontrast.store.models import Base
 
 MIGRATION_LOCK = 7_307_301  # any constant; shared by every ivcontrast process
 
 config = context.config
-engine = config.attributes.get("engine") or create_engine(config.get_main_option("sqlalchemy.url"))
+engine = config.attributes.get("engine")
+if not engine:
+    url = config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise ArgumentError("no engine passed in and no sqlalchemy.url configured")
+    engine = create_engine(url)
 
 with engine.connect() as connection:
     postgres = connection.dialect.name == "postgresql"
