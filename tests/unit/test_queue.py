@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -120,3 +121,22 @@ def test_reaping_the_last_attempt_fails_job_and_series(db: Database, series_id: 
     with db.session() as session:
         assert session.scalars(select(Job)).one().state == JobState.FAILED
         assert session.get(Series, series_id).state == SeriesState.FAILED
+
+
+def test_a_long_job_keeps_its_lease_while_it_runs(db: Database, series_id: int) -> None:
+    with db.write() as session:
+        enqueue(session, "writeback", series_id, 1, key="PACS1")
+        enqueue(session, "writeback", series_id, 1, key="PACS2")
+    owner, other = queue(db, "a", lease=0.6), queue(db, "b", lease=0.6)
+    kept, dropped = owner.claim(["writeback"]), owner.claim(["writeback"])
+    assert kept is not None and dropped is not None
+    with owner.held(kept.id):
+        time.sleep(1.5)  # two and a half leases
+        # Another worker reaps what has expired: the job that was not held.
+        assert reap_expired(db) == 1
+        assert other.claim(["writeback"]) is not None  # ``dropped``, for its second attempt
+    owner.finish(kept.id, "sent")
+    with pytest.raises(LeaseLost):
+        owner.finish(dropped.id, "sent")
+    with db.session() as session:
+        assert session.get(Job, kept.id).state == JobState.DONE  # type: ignore[union-attr]

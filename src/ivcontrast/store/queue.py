@@ -16,7 +16,9 @@ only while the lease is still held, so a job is never recorded twice.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection
+import threading
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -148,6 +150,31 @@ class JobQueue:
         now = now or utcnow()
         with self.db.write() as session:
             self._held(session, job_id).lease_expires_at = now + self.lease
+
+    @contextmanager
+    def held(self, job_id: int) -> Iterator[None]:
+        """Renew the job's lease every third of its length while the block runs, so a long
+        job (a write-back of thousands of instances to a slow PACS) keeps it. A lost lease is
+        logged here and reported by ``finish``."""
+        stop = threading.Event()
+
+        def keep() -> None:
+            while not stop.wait(self.lease.total_seconds() / 3):
+                try:
+                    self.extend(job_id)
+                except LeaseLost:
+                    log.warning("job %d: lease lost while it ran", job_id)
+                    return
+                except Exception:  # a busy or restarting database: try again next period
+                    log.exception("job %d: lease renewal failed", job_id)
+
+        keeper = threading.Thread(target=keep, name=f"lease-{job_id}", daemon=True)
+        keeper.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            keeper.join()
 
     def finish(
         self,

@@ -247,7 +247,11 @@ class Worker:
             self.prefetch.submit(job)
 
     def run_job(self, job: LeasedJob) -> None:
-        self._complete(job, lambda: self.handlers[job.kind](job))
+        def compute() -> JobResult:
+            with self.queue.held(job.id):
+                return self.handlers[job.kind](job)
+
+        self._complete(job, compute)
 
     def _complete(self, job: LeasedJob, compute: Callable[[], JobResult]) -> None:
         """Run ``compute`` and release the job with its outcome, or as failed."""
