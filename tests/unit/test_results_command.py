@@ -168,8 +168,9 @@ def test_the_query_helper_matches_the_command(store: Database) -> None:
 def test_table_and_csv(store: Database, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--database-url", store.url, "results"]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0].split()[:4] == ["CREATED", "SERIES_UID", "VERSION", "LABEL"]
+    assert table[0].split()[:4] == ["CREATED", "ACCESSION", "SERIES_DESCRIPTION", "SERIES_UID"]
     assert len(table) == 4 and "1.2.3.2" in table[3] and "disagrees" in table[3]
+    assert "ACC1" in table[3]  # a study is found by its accession number
     assert main(["--database-url", store.url, "results", "--format", "csv", "--disagree"]) == 0
     [row] = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert (row["series_uid"], row["tag"], row["tag_status"]) == ("1.2.3.2", "N", "disagrees")

@@ -17,24 +17,25 @@ from ivcontrast.config import Settings
 
 LABELS = ("contrast", "no_contrast")
 TAG_STATUSES = ("missing", "agrees", "disagrees")
+# The table: what a person looking for a study needs; CSV and JSON add the rest.
 COLUMNS = [
     "created",
+    "accession",
+    "series_description",
     "series_uid",
     "version",
     "label",
     "probability",
-    "threshold",
-    "slices_used",
     "tag",
     "tag_status",
     "model",
-    "seconds",
 ]
 DETAIL_COLUMNS = [
+    "threshold",
+    "slices_used",
+    "seconds",
     "study_uid",
-    "accession",
     "modality",
-    "series_description",
     "series_state",
     "aggregation",
     "model_name",
