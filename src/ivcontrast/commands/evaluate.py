@@ -17,14 +17,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ivcontrast.commands import CommandError
+from ivcontrast.commands import CommandError, model_package
 from ivcontrast.config import Settings
 
 log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("package", help="model package folder, or 'default' for the bundled model")
+    parser.add_argument(
+        "package",
+        type=model_package,
+        help="model package folder, or 'default' for the bundled model",
+    )
     parser.add_argument("data", nargs="+", help="labels CSVs or synth manifests")
     parser.add_argument("-o", "--out", type=Path, required=True, help="report folder (created)")
     parser.add_argument(
@@ -85,7 +89,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from ivcontrast.classifier.backends import select_backend
     from ivcontrast.classifier.engine import Classifier
     from ivcontrast.classifier.errors import ClassifierError
-    from ivcontrast.classifier.package import load_package, resolve_package_path
+    from ivcontrast.classifier.package import load_package
     from ivcontrast.training.cache import SliceCache
     from ivcontrast.training.datasets import DatasetError, read_datasets
     from ivcontrast.training.evaluation import build_report, predict_all
@@ -94,7 +98,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.workers < 1 or args.bootstrap < 0 or args.bins < 1:
         raise CommandError("--workers and --bins must be at least 1, --bootstrap at least 0")
-    path = resolve_package_path(None if args.package == "default" else Path(args.package))
+    path: Path = args.package
     try:
         items = read_datasets(args.data)
         package = load_package(path)

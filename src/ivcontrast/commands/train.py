@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ivcontrast.commands import CommandError
+from ivcontrast.commands import CommandError, model_package
 from ivcontrast.config import Settings
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--dropout", type=float, default=None, help="head dropout (default 0.2)")
     model.add_argument(
         "--init-from",
-        type=Path,
+        type=model_package,
         default=None,
         metavar="PACKAGE",
         help="fine-tune this model package (its architecture and preprocessing); 'default' is the bundled one",
@@ -259,10 +259,8 @@ def options_from_args(args: argparse.Namespace, settings: Settings) -> Any:
     }
     if args.init_from is not None:
         from ivcontrast.classifier.errors import PackageError
-        from ivcontrast.classifier.package import load_package, resolve_package_path
+        from ivcontrast.classifier.package import load_package
 
-        if str(args.init_from) == "default":
-            args.init_from = resolve_package_path(None)
         if prep_changes or args.arch or args.dropout is not None:
             raise CommandError(
                 "--init-from: the package fixes the architecture and preprocessing; drop --size/--num-slices/--slab-mm/--arch/--dropout"

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from ivcontrast.config import Settings
 from ivcontrast.store.db import Database
 from ivcontrast.store.models import Series
-from ivcontrast.web import queries
+from ivcontrast.web import health, queries
 from ivcontrast.web import schemas as s
 from ivcontrast.web.thumbnails import (
     Geometry,
@@ -54,6 +54,11 @@ class WebContext:
             return render_png(Path(path), size)
 
         self._render = render
+
+    @functools.cached_property
+    def model_notice(self) -> str | None:
+        """Read once: the package is the workers' too, and they load it once at start."""
+        return health.model_notice(self.settings)
 
     @property
     def show_patient(self) -> bool:

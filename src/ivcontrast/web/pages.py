@@ -127,7 +127,7 @@ def build_router(ctx: WebContext) -> APIRouter:
             "show_patient": show,
             "token_auth": ctx.settings.web.token is not None,
             "nav": name.removesuffix(".html"),
-            "model_notice": health_checks.model_notice(ctx.settings),
+            "model_notice": ctx.model_notice,
         }
         return templates.TemplateResponse(
             request, name, {**base, **context}, status_code=status_code
