@@ -10,7 +10,6 @@ from sqlalchemy import select, update
 
 from ivcontrast.store import ingest
 from ivcontrast.store.db import Database
-from ivcontrast.store.ingest import AssociationInfo, InstanceHeader, Outcome, StoredFile
 from ivcontrast.store.models import (
     Association,
     AssociationState,
@@ -21,6 +20,7 @@ from ivcontrast.store.models import (
     Study,
     utcnow,
 )
+from ivcontrast.store.values import AssociationInfo, InstanceHeader, Outcome, StoredFile
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 TS = "1.2.840.10008.1.2.1"

@@ -28,8 +28,8 @@ from ivcontrast.scp.header import HeaderError, instance_header, read_header
 from ivcontrast.scp.spool import Spool, SpoolFull, file_meta, is_valid_uid, relative_path
 from ivcontrast.store import ingest
 from ivcontrast.store.db import Database
-from ivcontrast.store.ingest import AssociationInfo, Outcome
 from ivcontrast.store.models import AssociationState
+from ivcontrast.store.values import AssociationInfo, Outcome
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from ivcontrast.store.ingest import InstanceHeader
+from ivcontrast.store.values import InstanceHeader
 
 LAST_TAG = 0x0028FFFF  # the last element the store needs lives in group 0028
 INFLATE_LIMIT = 1 << 20

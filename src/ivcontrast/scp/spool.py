@@ -29,7 +29,8 @@ from pathlib import Path
 
 from ivcontrast import __version__
 from ivcontrast.store.db import Database
-from ivcontrast.store.ingest import EVENT_RECONCILED, StoredFile, indexed_files, record_instance
+from ivcontrast.store.ingest import EVENT_RECONCILED, indexed_files, record_instance
+from ivcontrast.store.values import StoredFile
 
 log = logging.getLogger(__name__)
 
