@@ -4,11 +4,11 @@ import dataclasses
 
 import pytest
 
+from ivcontrast.store.values import InstanceHeader
 from ivcontrast.worker.eligibility import (
     CT_IMAGE_STORAGE,
     ENHANCED_CT_IMAGE_STORAGE,
     EligibilityRule,
-    InstanceHeader,
     skip_reason,
 )
 
@@ -17,8 +17,14 @@ AXIAL = "1\\0\\0\\0\\1\\0"
 
 
 def axial_series(n: int = 20, **overrides: object) -> list[InstanceHeader]:
+    # The store's header type, as ``ivcontrast classify`` passes it; the worker passes
+    # ``Instance`` rows (test_sweep_and_check): both satisfy ``EligibilityHeader``.
     base = InstanceHeader(
         sop_class_uid=CT_IMAGE_STORAGE,
+        sop_instance_uid="1.2.3.4",
+        study_uid="1.2.3",
+        series_uid="1.2.3.4.5",
+        transfer_syntax_uid="1.2.840.10008.1.2.1",
         image_type="ORIGINAL\\PRIMARY\\AXIAL",
         rows=512,
         columns=512,

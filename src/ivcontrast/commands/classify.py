@@ -14,6 +14,7 @@ network runs on the current one.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from ivcontrast.commands import CommandError
 from ivcontrast.commands.output import FORMATS, write_rows
 from ivcontrast.config import Settings
+from ivcontrast.vocabulary import DEVICES
 
 if TYPE_CHECKING:
     from ivcontrast.classifier.engine import Classifier
@@ -64,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=FORMATS, default="table")
     parser.add_argument("-o", "--output", type=Path, help="write the rows to FILE, not stdout")
     parser.add_argument(
-        "--device", dest="classifier.device", choices=("auto", "cpu", "cuda"), default=None
+        "--device", dest="classifier.device", choices=DEVICES, default=None
     )
     parser.add_argument(
         "--model", dest="classifier.model", metavar="PKG", default=None, help="model package"
@@ -102,7 +104,7 @@ class Item:
     volume: bool = False
     modality: str | None = None
     description: str | None = None
-    headers: list[Any] = field(default_factory=list)  # worker.eligibility.InstanceHeader
+    headers: list[Any] = field(default_factory=list)  # store.values.InstanceHeader
 
 
 @dataclass
@@ -123,7 +125,6 @@ def find_inputs(paths: Sequence[str]) -> Found:
 
     from ivcontrast.classifier.sources import volume_kind
     from ivcontrast.scp.header import instance_header
-    from ivcontrast.worker.eligibility import InstanceHeader
 
     items: list[Item] = []
     series: dict[str, Item] = {}
@@ -174,18 +175,7 @@ def find_inputs(paths: Sequence[str]) -> Found:
             item.files.append(file)
             # Anonymised files may keep their SOP class in the file meta only.
             sop_class = header.sop_class_uid or str(ds.file_meta.get("MediaStorageSOPClassUID", ""))
-            item.headers.append(
-                InstanceHeader(
-                    sop_class_uid=sop_class,
-                    image_type=header.image_type,
-                    rows=header.rows,
-                    columns=header.columns,
-                    number_of_frames=header.number_of_frames,
-                    pixel_spacing=header.pixel_spacing,
-                    image_position=header.image_position,
-                    image_orientation=header.image_orientation,
-                )
-            )
+            item.headers.append(dataclasses.replace(header, sop_class_uid=sop_class))
     for item in series.values():
         folders = {str(f.parent) for f in item.files}
         item.source = folders.pop() if len(folders) == 1 else os.path.commonpath(item.files)

@@ -3,12 +3,18 @@
 A pure function of the header fields the listener indexed; no file is opened. The
 classifier sees only CT Image Storage series of original axial images with enough slices
 and one consistent geometry; everything else is skipped with a reason a person can read.
+
+``skip_reason`` reads any object with the attributes of ``EligibilityHeader``: the store's
+``Instance`` rows (the worker's check job), or ``store.values.InstanceHeader`` as
+``scp.header`` reads it from a file (``ivcontrast classify``). A new criterion adds its
+attribute to the Protocol, and nothing is copied between header types.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from pydicom.uid import UID
@@ -24,16 +30,29 @@ ORIENTATION_TOLERANCE = 1e-3
 POSITION_TOLERANCE_MM = 0.01
 
 
-@dataclass(frozen=True)
-class InstanceHeader:
-    sop_class_uid: str
-    image_type: str | None
-    rows: int | None
-    columns: int | None
-    number_of_frames: int | None
-    pixel_spacing: str | None
-    image_position: str | None
-    image_orientation: str | None
+class EligibilityHeader(Protocol):
+    """The header attributes of one instance that eligibility reads.
+
+    Multi-valued attributes are joined by backslash, as DICOM encodes them. Read-only
+    properties, so that frozen dataclasses and ORM rows both satisfy it.
+    """
+
+    @property
+    def sop_class_uid(self) -> str: ...
+    @property
+    def image_type(self) -> str | None: ...
+    @property
+    def rows(self) -> int | None: ...
+    @property
+    def columns(self) -> int | None: ...
+    @property
+    def number_of_frames(self) -> int | None: ...
+    @property
+    def pixel_spacing(self) -> str | None: ...
+    @property
+    def image_position(self) -> str | None: ...
+    @property
+    def image_orientation(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -45,7 +64,7 @@ class EligibilityRule:
 def skip_reason(
     modality: str | None,
     series_description: str | None,
-    instances: Sequence[InstanceHeader],
+    instances: Sequence[EligibilityHeader],
     rule: EligibilityRule,
 ) -> str | None:
     """None if the series should be classified, else why it is skipped."""
@@ -75,7 +94,7 @@ def skip_reason(
     return _geometry_problem(instances)
 
 
-def _geometry_problem(instances: Sequence[InstanceHeader]) -> str | None:
+def _geometry_problem(instances: Sequence[EligibilityHeader]) -> str | None:
     if any((i.number_of_frames or 1) > 1 for i in instances):
         return "inconsistent geometry: multi-frame images in a CT Image Storage series"
     if len({(i.rows, i.columns) for i in instances}) > 1:

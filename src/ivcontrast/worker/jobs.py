@@ -16,12 +16,13 @@ from sqlalchemy.orm import Session
 from ivcontrast.store.db import Database
 from ivcontrast.store.models import Instance, Job, Series, SeriesState
 from ivcontrast.store.queue import JobResult, LeasedJob, PermanentJobError, enqueue
-from ivcontrast.worker.eligibility import EligibilityRule, InstanceHeader, skip_reason
+from ivcontrast.vocabulary import JobKind
+from ivcontrast.worker.eligibility import EligibilityRule, skip_reason
 
 log = logging.getLogger(__name__)
 
-CHECK = "check"
-CLASSIFY = "classify"
+CHECK = JobKind.CHECK
+CLASSIFY = JobKind.CLASSIFY
 
 
 def current_series(session: Session, job: LeasedJob) -> Series | None:
@@ -55,19 +56,8 @@ class CheckSeries:
             series = session.get(Series, job.series_id)
             if series is None:
                 raise PermanentJobError(f"series {job.series_id} no longer exists")
-            headers = [
-                InstanceHeader(
-                    sop_class_uid=i.sop_class_uid,
-                    image_type=i.image_type,
-                    rows=i.rows,
-                    columns=i.columns,
-                    number_of_frames=i.number_of_frames,
-                    pixel_spacing=i.pixel_spacing,
-                    image_position=i.image_position,
-                    image_orientation=i.image_orientation,
-                )
-                for i in session.scalars(select(Instance).where(Instance.series_id == series.id))
-            ]
+            # The rows themselves satisfy eligibility.EligibilityHeader.
+            headers = session.scalars(select(Instance).where(Instance.series_id == series.id)).all()
             reason = skip_reason(series.modality, series.series_description, headers, self.rule)
             series_uid = series.series_uid
 
