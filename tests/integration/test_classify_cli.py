@@ -1,7 +1,7 @@
 """``ivcontrast classify`` on real files: a folder tree of synthetic series (CT, a localizer, MR,
 stray files, a corrupt instance), the same CT as NIfTI and NRRD, and ../shared/realct.
 
-The fixed-rule model package (tests/classify_data.py) makes the runs fast; the labels are
+The fixed-rule model package (tests/support/classify_data.py) makes the runs fast; the labels are
 checked against the phantoms' truth with the bundled default model once it exists.
 """
 
@@ -21,13 +21,13 @@ import nrrd
 import numpy as np
 import pydicom
 import pytest
-from classify_data import bundled_model, corrupt_pixel_data, write_rule_package
 
 from ivcontrast.classifier.dicom_series import DicomSeries
 from ivcontrast.classifier.package import load_package
 from ivcontrast.classifier.preprocess import PreprocessConfig, plan_samples
 from ivcontrast.cli import main
 from ivcontrast.synth import Phase, Region, SeriesKind, SeriesSpec, SopClass, write_series
+from tests.support.classify_data import bundled_model, corrupt_pixel_data, write_rule_package
 
 REALCT = Path(__file__).resolve().parents[2].parent / "shared" / "realct"
 CONFIG = PreprocessConfig(size=48, num_slices=12)
