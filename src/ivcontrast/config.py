@@ -28,6 +28,8 @@ from pydantic import (
     model_validator,
 )
 
+from ivcontrast.vocabulary import NEGATIVE_TAG_VALUES, DeviceName
+
 ENV_PREFIX = "IVCONTRAST_"
 CONFIG_ENV = "IVCONTRAST_CONFIG"
 
@@ -121,7 +123,7 @@ class ClassifierSettings(_Section):
     model: Path | None = Field(
         default=None, description="model package directory; None = the bundled default"
     )
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: DeviceName = "auto"
     threads: int = Field(default=0, ge=0, description="CPU inference threads; 0 = all cores")
     batch_size: int = Field(
         default=0, ge=0, description="slices per inference batch; 0 = 32 on the CPU, 256 on CUDA"
@@ -129,8 +131,8 @@ class ClassifierSettings(_Section):
 
 
 DESTINATION_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-# Read as "no contrast" by the study's rule (classifier.tags); "" removes the attribute.
-NO_CONTRAST_AGENT_VALUES = {"", "N", "NO", "NONE"}
+# Read as "no contrast" by the study's rule (vocabulary); "" removes the attribute.
+NO_CONTRAST_AGENT_VALUES = {"", *NEGATIVE_TAG_VALUES}
 # Enumerated values of Contrast/Bolus Ingredient (0018,1048); "" leaves the original alone.
 CONTRAST_INGREDIENTS = {"", "IODINE", "GADOLINIUM", "CARBON DIOXIDE", "BARIUM"}
 

@@ -8,10 +8,7 @@ from pathlib import Path
 
 import pytest
 from pydicom import dcmread
-
-from ivcontrast.store.db import Database
-from ivcontrast.store.models import JobState
-from tests.support.writeback_data import (
+from writeback_data import (
     DCIODVFY,
     dciodvfy_errors,
     jobs,
@@ -22,6 +19,9 @@ from tests.support.writeback_data import (
     spool_series,
     writebacks,
 )
+
+from ivcontrast.store.db import Database
+from ivcontrast.store.models import JobState
 
 
 @pytest.fixture

@@ -46,7 +46,7 @@ def test_dicom_series_to_prediction(classifier: Classifier, tmp_path: Path) -> N
     contrast = classifier.classify_series(
         write_series(tmp_path / "contrast", enhanced(hu), pixel_spacing=SPACING)
     )
-    assert (plain.label, contrast.label) == ("non-contrast", "contrast")
+    assert (plain.label, contrast.label) == ("no_contrast", "contrast")
     assert plain.probability < 0.5 < contrast.probability
     assert plain.contrast is False and contrast.contrast is True
     assert contrast.slices_used == 8 and contrast.slices_total == 20

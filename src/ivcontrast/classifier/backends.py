@@ -19,6 +19,7 @@ import numpy as np
 
 from ivcontrast.classifier.errors import BackendError
 from ivcontrast.classifier.package import ONNX_INPUT, ONNX_OUTPUT, ModelPackage
+from ivcontrast.vocabulary import DEVICES
 
 if TYPE_CHECKING:
     from torch import nn
@@ -153,7 +154,7 @@ def select_backend(
     'cpu' is ONNX Runtime; 'cuda' is PyTorch on the GPU and fails without one; 'auto' is CUDA
     where available, else ONNX Runtime.
     """
-    if device not in ("auto", "cpu", "cuda"):
+    if device not in DEVICES:
         raise BackendError(f"device {device!r}: expected auto, cpu or cuda")
     use_cuda = device != "cpu" and cuda_available()
     if device == "cuda" and not use_cuda:

@@ -30,6 +30,7 @@ from ivcontrast.classifier.preprocess import ModelInput, preprocess
 from ivcontrast.classifier.sources import open_source
 from ivcontrast.classifier.volume import SliceSource
 from ivcontrast.config import ClassifierSettings
+from ivcontrast.vocabulary import Label
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +68,8 @@ class SeriesPrediction:
     timings: Timings
 
     @property
-    def label(self) -> str:
-        return "contrast" if self.contrast else "non-contrast"
+    def label(self) -> Label:
+        return Label.of(self.contrast)
 
     @property
     def slices_used(self) -> int:

@@ -19,6 +19,7 @@ from typing import Any
 
 from ivcontrast.commands import CommandError, model_package
 from ivcontrast.config import Settings
+from ivcontrast.vocabulary import DEVICES
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device",
         dest="classifier.device",
-        choices=["auto", "cpu", "cuda"],
+        choices=DEVICES,
         default=None,
         help="inference device (setting classifier.device)",
     )

@@ -19,6 +19,7 @@ from typing import Any
 
 from ivcontrast.commands import CommandError, model_package
 from ivcontrast.config import Settings
+from ivcontrast.vocabulary import DEVICES
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +183,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     opt.add_argument(
         "--device",
-        choices=["auto", "cpu", "cuda"],
+        choices=DEVICES,
         default=None,
         help="training device (default auto)",
     )

@@ -217,14 +217,6 @@ class Job(Base):
     finished_at: Mapped[datetime | None]
 
 
-class TagStatus(enum.StrEnum):
-    """How the original ContrastBolusAgent (0018,0010) compares with the model's call."""
-
-    MISSING = "missing"  # tag absent or empty
-    AGREES = "agrees"
-    DISAGREES = "disagrees"
-
-
 class Result(Base):
     """A contrast call for one version of a series: one row per (series, version)."""
 
@@ -345,7 +337,6 @@ __all__ = [
     "Series",
     "SeriesState",
     "Study",
-    "TagStatus",
     "Worker",
     "Writeback",
     "utcnow",

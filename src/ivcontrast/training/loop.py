@@ -37,6 +37,7 @@ from ivcontrast.classifier.aggregate import Aggregation, aggregate
 from ivcontrast.training.augment import AugmentConfig, augment, window
 from ivcontrast.training.cache import HU_STEPS, CachedSeries
 from ivcontrast.training.metrics import roc_auc
+from ivcontrast.vocabulary import DEVICES
 
 if TYPE_CHECKING:
     import torch
@@ -80,7 +81,7 @@ class TrainConfig:
             "lr": self.lr > 0,
             "weight_decay": self.weight_decay >= 0,
             "patience": self.patience >= 1,
-            "device": self.device in ("auto", "cpu", "cuda"),
+            "device": self.device in DEVICES,
             "dropout": 0 <= self.dropout < 1,
             "samples_per_epoch": self.samples_per_epoch >= 0,
             "warmup_fraction": 0 <= self.warmup_fraction < 1,

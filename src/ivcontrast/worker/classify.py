@@ -42,6 +42,7 @@ from ivcontrast.config import Settings
 from ivcontrast.store.db import Database
 from ivcontrast.store.models import Instance, Result, Series, SeriesState
 from ivcontrast.store.queue import JobQueue, JobResult, LeasedJob, LeaseLost, PermanentJobError
+from ivcontrast.vocabulary import Label
 from ivcontrast.worker.jobs import current_series
 from ivcontrast.writeback import enqueue_writeback
 
@@ -50,16 +51,14 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 
-CONTRAST = "contrast"
-NO_CONTRAST = "no_contrast"
 # Column widths of the results table (store.models.Result).
 _DEVICE_CHARS = 32
 _AGENT_CHARS = 64
 
 
-def label_of(contrast: bool) -> str:
+def label_of(contrast: bool) -> Label:
     """The label the store, the API and the CLI use: 'contrast' or 'no_contrast'."""
-    return CONTRAST if contrast else NO_CONTRAST
+    return Label.of(contrast)
 
 
 def device_of(backend_name: str) -> str:

@@ -18,11 +18,12 @@ from sqlalchemy.orm import Session
 from ivcontrast.store.db import Database
 from ivcontrast.store.models import Association, Instance, Series, SeriesState, utcnow
 from ivcontrast.store.queue import enqueue
+from ivcontrast.vocabulary import JobKind
 from ivcontrast.worker.completion import CompletionRule, DeliveringAssociation, completion_reason
 
 log = logging.getLogger(__name__)
 
-CHECK = "check"
+CHECK = JobKind.CHECK
 
 
 def sweep_once(

@@ -10,12 +10,13 @@ from sqlalchemy.orm import Session
 from ivcontrast.config import WritebackSettings
 from ivcontrast.store.models import Job, Result, Series, Writeback
 from ivcontrast.store.queue import enqueue
+from ivcontrast.vocabulary import JobKind
 from ivcontrast.writeback.policy import selected
 from ivcontrast.writeback.uids import WritebackUids
 
 log = logging.getLogger(__name__)
 
-WRITEBACK = "writeback"
+WRITEBACK = JobKind.WRITEBACK
 
 
 def enqueue_writeback(session: Session, settings: WritebackSettings, result: Result) -> int:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ivcontrast.config import WritebackSettings
+from ivcontrast.vocabulary import Label
 
-CONTRAST = "contrast"
-NO_CONTRAST = "no_contrast"
+CONTRAST = Label.CONTRAST
+NO_CONTRAST = Label.NO_CONTRAST
 
 
 def confidence(label: str, probability: float) -> float:

@@ -1,1 +1,0 @@
-"""ivcontrast's test suite (a package, so tests import their helpers as ``tests.support``)."""
