@@ -14,7 +14,7 @@ against a freshly started receiver with an empty store; the rounds are interleav
 the page cache is synced before each run. Each receiver's CPU time per image is printed
 too: it varies less than the rates when other work shares the machine.
 
-    .venv/bin/python bench/bench_scp.py [--rounds 3] [--processes 0]
+    .venv/bin/python -m bench.bench_scp [--rounds 3] [--processes 0]
 """
 
 from __future__ import annotations
@@ -33,10 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
-
-import dicom_factory  # noqa: E402
+from tests.support import dicom_factory
 
 SLICES = 300
 

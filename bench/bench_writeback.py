@@ -14,7 +14,7 @@ Orthanc on loopback, and then times
 and prints images/s for each, the ratios b/a and e/d, and the worker's peak RSS (it should
 stay flat: one instance at a time, never the series).
 
-    .venv/bin/python bench/bench_writeback.py [--slices 300] [--size 512]
+    .venv/bin/python -m bench.bench_writeback [--slices 300] [--size 512]
 """
 
 from __future__ import annotations
@@ -28,20 +28,16 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
-sys.path.insert(0, str(REPO / "tests" / "integration"))
+from sqlalchemy import select
 
-from orthanc import Orthanc, free_port  # noqa: E402
-from sqlalchemy import select  # noqa: E402
-from writeback_data import make_result, spool_series  # noqa: E402
-
-from ivcontrast.config import load_settings  # noqa: E402
+from ivcontrast.config import load_settings
+from ivcontrast.store.db import Database
+from ivcontrast.store.models import Result
+from ivcontrast.writeback import enqueue_writeback
+from tests.support.orthanc import Orthanc, free_port
+from tests.support.writeback_data import make_result, spool_series
 
 DCMTK = {"storescu": "/usr/bin/storescu", "storescp": "/usr/bin/storescp"}
-from ivcontrast.store.db import Database  # noqa: E402
-from ivcontrast.store.models import Result  # noqa: E402
-from ivcontrast.writeback import enqueue_writeback  # noqa: E402
 
 
 def run_worker(config: Path) -> tuple[float, float]:

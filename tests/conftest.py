@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ivcontrast.store.db import Database
+from tests.support import pg
 
 REPO = Path(__file__).resolve().parents[1]
 REALCT = REPO.parent / "shared" / "realct"
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # test helper modules (pg, dicom_factory)
-
-import pg  # noqa: E402
 
 
 @pytest.fixture

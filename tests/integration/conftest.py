@@ -1,4 +1,4 @@
-"""Fixtures for integration tests of the DICOM listener (helpers live in tests/scp_harness.py)."""
+"""Fixtures for integration tests of the DICOM listener (helpers live in tests/support/scp_harness.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from scp_harness import InProcessListener
+
+from tests.support.scp_harness import InProcessListener
 
 
 @pytest.fixture

@@ -19,10 +19,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from web_store import PATIENT_ID, PATIENT_NAME, Filled, fill_store, model_package, web_settings
 
 from ivcontrast.store.db import Database
 from ivcontrast.web import WebServer
+from tests.support.web_store import (
+    PATIENT_ID,
+    PATIENT_NAME,
+    Filled,
+    fill_store,
+    model_package,
+    web_settings,
+)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 REPO = Path(__file__).resolve().parents[2]

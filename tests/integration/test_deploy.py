@@ -25,15 +25,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from deploy_harness import DEPLOY, REPO, VENV_BIN, free_port
-from node_process import NodeProcess, clean_env
-from scp_harness import dcmtk, storescu
 
 from ivcontrast.classifier.package import DEFAULT_PACKAGE
 from ivcontrast.cli import COMMANDS
 from ivcontrast.config import load_settings
 from ivcontrast.store.db import Database
 from ivcontrast.store.models import Result, Series
+from tests.support.deploy_harness import DEPLOY, REPO, VENV_BIN, free_port
+from tests.support.node_process import NodeProcess, clean_env
+from tests.support.scp_harness import dcmtk, storescu
 
 DOCKERFILES = ["Dockerfile", "Dockerfile.cuda"]
 IMAGE_CONFIG = DEPLOY / "docker" / "ivcontrast.toml"

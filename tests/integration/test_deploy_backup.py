@@ -16,9 +16,10 @@ import subprocess
 from pathlib import Path
 
 import pydicom
-from deploy_harness import DEPLOY, ivcontrast
-from node_process import NodeProcess, clean_env
-from scp_harness import dcmtk, storescu
+
+from tests.support.deploy_harness import DEPLOY, ivcontrast
+from tests.support.node_process import NodeProcess, clean_env
+from tests.support.scp_harness import dcmtk, storescu
 
 GUIDE = DEPLOY / "OPERATIONS.md"
 

@@ -20,9 +20,6 @@ from typing import Any, Self
 
 import pydicom
 import pytest
-from classify_data import bundled_model, corrupt_pixel_data, write_rule_package
-from node_process import NodeProcess, clean_env
-from scp_harness import dcmtk, storescu
 from sqlalchemy import func, select
 
 from ivcontrast.classifier.dicom_series import DicomSeries
@@ -32,6 +29,9 @@ from ivcontrast.cli import main
 from ivcontrast.store.db import Database
 from ivcontrast.store.models import Job, JobState, Result, Series
 from ivcontrast.synth import Phase, Region, SeriesKind, SeriesSpec, SopClass, write_series
+from tests.support.classify_data import bundled_model, corrupt_pixel_data, write_rule_package
+from tests.support.node_process import NodeProcess, clean_env
+from tests.support.scp_harness import dcmtk, storescu
 
 FINAL_STATES = ("classified", "skipped", "failed")
 # The rule package's input when there is no bundled model: the default input size, so that

@@ -24,13 +24,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pg
 import pydicom
 import pytest
-from classify_data import write_rule_package
-from deploy_harness import ivcontrast
-from node_process import NodeProcess, clean_env
-from scp_harness import DCMTK_ENV, dcmtk, parse_storescu, storescu_command
 from sqlalchemy import func, select
 
 from ivcontrast.store.db import Database
@@ -44,6 +39,11 @@ from ivcontrast.store.models import (
     SeriesState,
 )
 from ivcontrast.store.models import Worker as WorkerRow
+from tests.support import pg
+from tests.support.classify_data import write_rule_package
+from tests.support.deploy_harness import ivcontrast
+from tests.support.node_process import NodeProcess, clean_env
+from tests.support.scp_harness import DCMTK_ENV, dcmtk, parse_storescu, storescu_command
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

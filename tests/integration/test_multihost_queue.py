@@ -11,7 +11,6 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
 
-import pg
 import pytest
 from sqlalchemy import insert, select
 
@@ -20,6 +19,7 @@ from ivcontrast.store.models import Job, Series, SeriesState, Study, utcnow
 from ivcontrast.store.queue import JobQueue
 from ivcontrast.worker.completion import CompletionRule
 from ivcontrast.worker.sweep import CHECK, sweep_once
+from tests.support import pg
 
 pytestmark = pytest.mark.postgres
 

@@ -23,16 +23,16 @@ from typing import Any
 import httpx
 import pydicom
 import pytest
-from classify_data import bundled_model, write_rule_package
-from deploy_harness import DEPLOY, free_port, ivcontrast
-from node_process import NodeProcess, clean_env
-from orthanc import find_orthanc
 from pydicom.uid import generate_uid
 from sqlalchemy import func, select
 
 from ivcontrast.config import load_settings
 from ivcontrast.store.db import Database
 from ivcontrast.store.models import Job, JobState, Result, Series, SeriesState
+from tests.support.classify_data import bundled_model, write_rule_package
+from tests.support.deploy_harness import DEPLOY, free_port, ivcontrast
+from tests.support.node_process import NodeProcess, clean_env
+from tests.support.orthanc import find_orthanc
 
 pytestmark = pytest.mark.skipif(find_orthanc() is None, reason="Orthanc is not installed")
 

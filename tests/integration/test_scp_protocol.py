@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import dicom_factory
 import pytest
 from pydicom.uid import (
     JPEG2000,
@@ -33,17 +32,6 @@ from pydicom.uid import (
     RLELossless,
 )
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
-from scp_harness import (
-    DCMTK_ENV,
-    InProcessListener,
-    Scu,
-    echoscu,
-    encoded,
-    spool_path,
-    spooled_dataset,
-    storescu,
-    storescu_command,
-)
 from sqlalchemy import select, update
 
 from ivcontrast.scp import handlers
@@ -56,6 +44,18 @@ from ivcontrast.store.models import (
     Series,
     SeriesState,
     Study,
+)
+from tests.support import dicom_factory
+from tests.support.scp_harness import (
+    DCMTK_ENV,
+    InProcessListener,
+    Scu,
+    echoscu,
+    encoded,
+    spool_path,
+    spooled_dataset,
+    storescu,
+    storescu_command,
 )
 
 

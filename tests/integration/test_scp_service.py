@@ -1,7 +1,7 @@
 """``ivcontrast scp`` as a real service: several processes on one port, supervised.
 
 Also the crash test: kill -9 of the whole listener in the middle of a storescu transfer,
-then a restart. The helpers (ScpProcess, storescu parsing) live in tests/scp_harness.py
+then a restart. The helpers (ScpProcess, storescu parsing) live in tests/support/scp_harness.py
 so that worker-side tests can reuse them.
 """
 
@@ -14,21 +14,21 @@ import socket
 import time
 from pathlib import Path
 
-import dicom_factory
 import pytest
 from pydicom import dcmread
-from scp_harness import (
+from sqlalchemy import select
+
+from ivcontrast import cli
+from ivcontrast.store.db import Database
+from ivcontrast.store.models import Association, AssociationState, Instance, Series
+from tests.support import dicom_factory
+from tests.support.scp_harness import (
     ScpProcess,
     echoscu,
     kill_during_storescu,
     spooled_dataset,
     storescu,
 )
-from sqlalchemy import select
-
-from ivcontrast import cli
-from ivcontrast.store.db import Database
-from ivcontrast.store.models import Association, AssociationState, Instance, Series
 
 
 def children_of(pid: int) -> list[int]:

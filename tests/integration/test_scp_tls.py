@@ -9,11 +9,12 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-import dicom_factory
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
-from scp_harness import InProcessListener, Scu, spool_path
+
+from tests.support import dicom_factory
+from tests.support.scp_harness import InProcessListener, Scu, spool_path
 
 
 @pytest.fixture

@@ -15,11 +15,18 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from web_store import PATIENT_ID, PATIENT_NAME, Filled, fill_store, model_package, web_settings
 
 from ivcontrast.config import Settings
 from ivcontrast.store.db import Database
 from ivcontrast.web import create_app
+from tests.support.web_store import (
+    PATIENT_ID,
+    PATIENT_NAME,
+    Filled,
+    fill_store,
+    model_package,
+    web_settings,
+)
 
 SECRET_WORDS = (PATIENT_NAME, PATIENT_ID, "Roe^Richard", "PID999")
 

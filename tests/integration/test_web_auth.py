@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from web_store import Filled, fill_store, web_settings
 
 from ivcontrast.store.db import Database
 from ivcontrast.web import create_app
 from ivcontrast.web.auth import COOKIE
+from tests.support.web_store import Filled, fill_store, web_settings
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

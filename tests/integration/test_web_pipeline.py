@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
-from web_store import phantom_hu, uid, web_settings, write_slice
 
 from ivcontrast.classifier.dicom_series import DicomSeries
 from ivcontrast.scp.header import instance_header, read_file_header
@@ -36,6 +35,7 @@ from ivcontrast.store.models import AssociationState, Job, Result, Series, Serie
 from ivcontrast.web import create_app
 from ivcontrast.worker.jobs import CHECK
 from ivcontrast.worker.service import Worker, build_handlers
+from tests.support.web_store import phantom_hu, uid, web_settings, write_slice
 
 
 def write_series(spool: Path, study: str, count: int, contrast: bool) -> tuple[str, list[Path]]:

@@ -15,10 +15,10 @@ import pytest
 import schemathesis
 from fastapi import FastAPI
 from hypothesis import HealthCheck, settings
-from web_store import fill_store, model_package, web_settings
 
 from ivcontrast.store.db import Database
 from ivcontrast.web import create_app
+from tests.support.web_store import fill_store, model_package, web_settings
 
 TOKEN = "schema-token"
 EXAMPLES = 25

@@ -12,11 +12,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from web_store import fill_store, web_settings
 
 from ivcontrast.cli import main
 from ivcontrast.store.db import Database
 from ivcontrast.web import WebServer
+from tests.support.web_store import fill_store, web_settings
 
 
 def fetch(url: str) -> tuple[int, bytes]:

@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 from pydicom import dcmread
-from writeback_data import (
+
+from ivcontrast.store.db import Database
+from ivcontrast.store.models import JobState
+from tests.support.writeback_data import (
     DCIODVFY,
     dciodvfy_errors,
     jobs,
@@ -19,9 +22,6 @@ from writeback_data import (
     spool_series,
     writebacks,
 )
-
-from ivcontrast.store.db import Database
-from ivcontrast.store.models import JobState
 
 
 @pytest.fixture

@@ -17,10 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from orthanc import Orthanc, find_orthanc, make_certificates
 from pydicom import dcmread
 from sqlalchemy import update
-from writeback_data import (
+
+from ivcontrast.config import load_settings
+from ivcontrast.store.db import Database
+from ivcontrast.store.models import JobState, Series
+from ivcontrast.worker.service import build_handlers
+from ivcontrast.writeback import enqueue_writeback
+from ivcontrast.writeback.uids import WritebackUids
+from tests.support.orthanc import Orthanc, find_orthanc, make_certificates
+from tests.support.writeback_data import (
     DCIODVFY,
     dciodvfy_errors,
     jobs,
@@ -32,13 +39,6 @@ from writeback_data import (
     spool_series,
     writebacks,
 )
-
-from ivcontrast.config import load_settings
-from ivcontrast.store.db import Database
-from ivcontrast.store.models import JobState, Series
-from ivcontrast.worker.service import build_handlers
-from ivcontrast.writeback import enqueue_writeback
-from ivcontrast.writeback.uids import WritebackUids
 
 pytestmark = pytest.mark.skipif(find_orthanc() is None, reason="Orthanc is not installed")
 

@@ -14,13 +14,13 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import ComprehensiveSRStorage  # type: ignore[attr-defined]
 from sqlalchemy import select
-from writeback_data import make_result, spool_series
 
 from ivcontrast.config import Settings, load_settings
 from ivcontrast.store.db import Database
 from ivcontrast.store.models import Job, JobState, Writeback
 from ivcontrast.worker.service import Worker, build_handlers
 from ivcontrast.writeback import enqueue_writeback
+from tests.support.writeback_data import make_result, spool_series
 
 
 class Peer:

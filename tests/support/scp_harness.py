@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any, Self
 
 import pytest
-from node_process import NodeProcess, clean_env
 from pydicom.dataset import Dataset
 
 from ivcontrast.config import Settings, load_settings
 from ivcontrast.store.db import Database
+from tests.support.node_process import NodeProcess, clean_env
 
 AE_TITLE = "IVCONTRAST"
 DCMTK_ENV = {"TCP_NODELAY": "1"}  # without it DCMTK stalls ~44 ms per image on loopback

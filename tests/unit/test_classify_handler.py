@@ -17,12 +17,6 @@ from typing import Any
 
 import pydicom
 import pytest
-from classify_data import (
-    SpooledSynth,
-    corrupt_pixel_data,
-    spool_synth,
-    write_rule_package,
-)
 from sqlalchemy import select, update
 
 from ivcontrast.classifier.dicom_series import DicomSeries
@@ -45,6 +39,12 @@ from ivcontrast.worker.classify import (
 )
 from ivcontrast.worker.jobs import CHECK, CLASSIFY
 from ivcontrast.worker.service import Worker, build_handlers
+from tests.support.classify_data import (
+    SpooledSynth,
+    corrupt_pixel_data,
+    spool_synth,
+    write_rule_package,
+)
 
 
 def node_settings(tmp_path: Path, model: Path | None, **extra: Any) -> Settings:

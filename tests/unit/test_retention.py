@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import dicom_factory
 import pytest
 from pydicom.dataset import Dataset
 from sqlalchemy import select, update
@@ -24,6 +23,7 @@ from ivcontrast.worker.eligibility import EligibilityRule
 from ivcontrast.worker.jobs import CHECK, CheckSeries
 from ivcontrast.worker.retention import EVENT_PRUNED, prune_once
 from ivcontrast.worker.service import Worker
+from tests.support import dicom_factory
 
 DAYS = 30.0
 

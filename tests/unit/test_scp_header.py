@@ -5,7 +5,6 @@ from __future__ import annotations
 import zlib
 from io import BytesIO
 
-import dicom_factory
 import pytest
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
@@ -13,9 +12,10 @@ from pydicom.uid import (
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
 )
-from scp_harness import encoded
 
 from ivcontrast.scp.header import HeaderError, instance_header, read_header
+from tests.support import dicom_factory
+from tests.support.scp_harness import encoded
 
 
 @pytest.mark.parametrize(

@@ -9,10 +9,8 @@ from datetime import timedelta
 from io import BytesIO
 from pathlib import Path
 
-import dicom_factory
 import pytest
 from pydicom import dcmread
-from scp_harness import encoded
 
 from ivcontrast.scp import spool as spool_module
 from ivcontrast.scp.spool import (
@@ -29,6 +27,8 @@ from ivcontrast.scp.spool import (
 from ivcontrast.store import ingest
 from ivcontrast.store.db import Database
 from ivcontrast.store.models import Event, Instance, Series
+from tests.support import dicom_factory
+from tests.support.scp_harness import encoded
 
 
 @pytest.mark.parametrize(

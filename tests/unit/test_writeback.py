@@ -13,7 +13,6 @@ from pydicom import dcmread
 from pydicom.sr.codedict import codes
 from pydicom.uid import RLELossless
 from sqlalchemy import func, select
-from writeback_data import ct_slice, make_result, spool_series
 
 from ivcontrast.classifier.tags import tag_says_contrast
 from ivcontrast.config import WritebackSettings
@@ -30,6 +29,7 @@ from ivcontrast.writeback.correct import (
 from ivcontrast.writeback.policy import confidence, contrast_tags, selected
 from ivcontrast.writeback.report import Finding, SourceInstance, build_report
 from ivcontrast.writeback.uids import WritebackUids
+from tests.support.writeback_data import ct_slice, make_result, spool_series
 
 FOLDER = {"kind": "folder", "name": "out", "path": "/tmp/unused"}
 WHEN = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
-from writeback_data import make_result, spool_series
 
 from ivcontrast.cli import main
 from ivcontrast.config import load_settings
 from ivcontrast.store.db import Database
 from ivcontrast.store.models import Job, JobState, Writeback, utcnow
 from ivcontrast.writeback import enqueue_writeback
+from tests.support.writeback_data import make_result, spool_series
 
 
 @pytest.fixture
