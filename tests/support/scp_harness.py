@@ -68,7 +68,7 @@ class InProcessListener:
     """A migrated store, and a Listener serving on a free loopback port."""
 
     def __init__(self, data_dir: Path, **scp: Any) -> None:
-        from ivcontrast.scp.server import Listener
+        from ivcontrast.scp.listener import Listener
 
         self.settings = make_settings(data_dir, **scp)
         self.db = Database(self.settings.db_url)

@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from ivcontrast.logs import configure_logging
-    from ivcontrast.scp.server import ListenerService
+    from ivcontrast.scp.supervisor import ListenerService
 
     service = ListenerService(settings, configure_logging=configure_logging)
     try:

@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from ivcontrast.logs import configure_logging
-    from ivcontrast.scp.server import ListenerService
+    from ivcontrast.scp.supervisor import ListenerService
     from ivcontrast.store.db import Database
     from ivcontrast.worker.service import Worker, build_handlers
 
