@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 
+from ivcontrast.processes import pid_alive
 from ivcontrast.scp import spool as spool_module
 from ivcontrast.scp.spool import (
     IMPLEMENTATION_CLASS_UID,
@@ -20,7 +21,6 @@ from ivcontrast.scp.spool import (
     file_meta,
     is_valid_uid,
     parse_temp_name,
-    pid_alive,
     reconcile,
     relative_path,
 )

@@ -279,23 +279,6 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this id runs on this host (a zombie does not run)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no /proc (not Linux): the signal check is all we have
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
 def reconcile(spool: Spool, db: Database) -> int:
     """Index spool files the store does not know (or knows an older version of).
 

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select, update
 
 from ivcontrast.config import Settings
+from ivcontrast.processes import hostname, pid_alive, unique_process_id
 from ivcontrast.store.db import Database
 from ivcontrast.store.models import Worker as WorkerRow
 from ivcontrast.store.models import utcnow
@@ -48,20 +47,6 @@ log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 10.0
 # Retention is checked at start and then this often (it removes whole series, days old).
 RETENTION_CHECK_SECONDS = 600.0
-
-
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # alive, owned by another user
-    return True
 
 
 def build_handlers(settings: Settings, db: Database) -> dict[str, JobHandler]:
@@ -95,7 +80,7 @@ class Worker:
         self.db = db
         self.handlers = dict(handlers)
         self.sweep = sweep
-        self.id = worker_id()
+        self.id = unique_process_id()
         self.queue = JobQueue(
             db, self.id, self.settings.lease_seconds, self.settings.retry_backoff_seconds
         )
@@ -126,7 +111,7 @@ class Worker:
             session.add(
                 WorkerRow(
                     id=self.id,
-                    host=socket.gethostname(),
+                    host=hostname(),
                     pid=os.getpid(),
                     kinds=",".join(sorted(self.handlers)),
                 )
@@ -141,14 +126,14 @@ class Worker:
         them now rather than after ``lease_seconds``, so a restart resumes at once. (If the
         pid belongs to another namespace after all, its owner only loses the race to finish:
         ``finish`` checks the lease, so nothing is recorded twice.)"""
-        host = socket.gethostname()
+        host = hostname()
         with self.db.write() as session:
             rows = session.scalars(
                 select(WorkerRow).where(
                     WorkerRow.host == host, WorkerRow.stopped_at.is_(None), WorkerRow.id != self.id
                 )
             ).all()
-            dead = [row for row in rows if not _pid_alive(row.pid)]
+            dead = [row for row in rows if not pid_alive(row.pid)]
             now = utcnow()
             for row in dead:
                 row.stopped_at = now
