@@ -3,7 +3,7 @@
 :class:`Listener` is what a listener process runs (``scp.supervisor`` starts N of them on
 one port) and what tests start in-process. It binds ``scp.bind_address:scp.port`` itself,
 or accepts from a listening socket shared with other processes and posts its load on a
-shared board (see ``reactor.ListenerServer``).
+shared board (see ``acceptor.ListenerServer``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from ivcontrast.store.db import Database
 
 log = logging.getLogger(__name__)
 
-NOT_ACCEPTING = 1 << 30  # as reactor.ListenerServer.NOT_ACCEPTING, without importing it here
+NOT_ACCEPTING = 1 << 30  # as acceptor.ListenerServer.NOT_ACCEPTING, without importing it here
 STOP_GRACE_SECONDS = 5.0  # how long a stopping listener lets open associations finish
 
 
@@ -42,7 +42,7 @@ class Listener:
     ) -> None:
         """``listen_socket``: a listening socket shared with other processes (else we bind
         ``scp.bind_address:scp.port`` ourselves); ``load_board``: (shared array, our slot)
-        on which the processes post their load (see ``reactor.ListenerServer``)."""
+        on which the processes post their load (see ``acceptor.ListenerServer``)."""
         self.settings = settings
         self._listen_socket = listen_socket
         self._load_board = load_board
@@ -64,13 +64,10 @@ class Listener:
         """Bind and serve; returns once the port is listening."""
         from pynetdicom import _config as pynetdicom_config
 
+        from ivcontrast.scp.acceptor import ListenerServer
         from ivcontrast.scp.access import AccessPolicy
         from ivcontrast.scp.handlers import ListenerHandlers
-        from ivcontrast.scp.reactor import (
-            FAST_REACTOR,
-            ListenerRequestHandler,
-            ListenerServer,
-        )
+        from ivcontrast.scp.reactor import FAST_REACTOR, ListenerRequestHandler
         from ivcontrast.scp.spool import Spool
 
         scp = self.settings.scp

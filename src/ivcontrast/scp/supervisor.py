@@ -6,7 +6,7 @@ dead processes, reconcile), opens the listening socket, then spawns N
 ``listener.Listener`` processes that all accept from it (pynetdicom's handler threads are
 CPU-bound in Python, so one process uses about one core), restarts a child that dies,
 and stops them all. Why one shared socket rather than SO_REUSEPORT: see
-``reactor.ListenerServer``.
+``acceptor.ListenerServer``.
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ class ListenerService:
         finally:
             db.dispose()
         tls_context(scp)  # fail here, once, on a bad certificate
-        from ivcontrast.scp.reactor import listening_socket
+        from ivcontrast.scp.acceptor import listening_socket
 
         self._socket = listening_socket(scp.bind_address, scp.port)
         self._port = int(self._socket.getsockname()[1])
