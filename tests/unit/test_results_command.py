@@ -14,7 +14,7 @@ import pytest
 from ivcontrast.cli import main
 from ivcontrast.store.db import Database
 from ivcontrast.store.models import Result, Series, SeriesState, Study
-from ivcontrast.store.results import ResultQuery, find_results
+from ivcontrast.store.read import ResultQuery, find_results
 
 T0 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
 

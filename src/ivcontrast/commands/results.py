@@ -14,9 +14,10 @@ from typing import Any
 from ivcontrast.commands import CommandError
 from ivcontrast.commands.output import FORMATS, write_rows
 from ivcontrast.config import Settings
+from ivcontrast.vocabulary import Label, TagStatus
 
-LABELS = ("contrast", "no_contrast")
-TAG_STATUSES = ("missing", "agrees", "disagrees")
+LABELS = tuple(str(x) for x in Label)
+TAG_STATUSES = tuple(str(x) for x in TagStatus)
 # The table: what a person looking for a study needs; CSV and JSON add the rest.
 COLUMNS = [
     "created",
@@ -89,16 +90,16 @@ def parse_time(flag: str, value: str | None) -> datetime | None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from ivcontrast.store.db import Database
-    from ivcontrast.store.results import ResultQuery, find_results
+    from ivcontrast.store.read import ResultQuery, find_results
 
     if args.limit < 0:
         raise CommandError(f"--limit {args.limit}: must be 0 (all) or more", exit_code=2)
-    if args.disagree and args.tag_status not in (None, "disagrees"):
+    if args.disagree and args.tag_status not in (None, TagStatus.DISAGREES):
         raise CommandError(f"--disagree and --tag-status {args.tag_status} exclude each other", 2)
     since, until = parse_time("--since", args.since), parse_time("--until", args.until)
     query = ResultQuery(
         label=args.label,
-        tag_status="disagrees" if args.disagree else args.tag_status,
+        tag_status=TagStatus.DISAGREES if args.disagree else args.tag_status,
         since=since,
         until=until,
         study_uid=args.study,

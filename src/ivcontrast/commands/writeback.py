@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ivcontrast.commands import CommandError
 from ivcontrast.commands.output import FORMATS, write_rows
 from ivcontrast.config import Settings
+
+if TYPE_CHECKING:
+    from ivcontrast.store.read import WritebackRow
 
 STATES = ("pending", "leased", "done", "failed")
 COLUMNS = [
@@ -73,36 +76,21 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _list(args: argparse.Namespace, db: Any) -> int:
-    from sqlalchemy import select
+    from ivcontrast.store import read
 
-    from ivcontrast.store.models import Job, Series, Study, Writeback
-
-    query = (
-        select(Job, Writeback, Series.series_uid, Study.study_uid)
-        .join(Writeback, Writeback.job_id == Job.id)
-        .join(Series, Series.id == Job.series_id)
-        .join(Study, Study.id == Series.study_id)
-        .order_by(Job.id.desc())
+    filt = read.WritebackFilter(
+        states=args.state or (), destination=args.destination, series_uid=args.series
     )
-    if args.state:
-        query = query.where(Job.state.in_(args.state))
-    if args.destination:
-        query = query.where(Writeback.destination == args.destination)
-    if args.series:
-        query = query.where(Series.series_uid == args.series)
-    if args.limit:
-        query = query.limit(args.limit)
     with db.session() as session:
-        rows = [
-            _row(job, wb, series_uid, study_uid)
-            for job, wb, series_uid, study_uid in session.execute(query)
-        ]
+        _, found = read.writebacks_page(session, filt, args.limit or None)
+        rows = [_row(r) for r in found]
     columns = COLUMNS if args.format == "table" else [*COLUMNS, *DETAIL_COLUMNS]
     write_rows(rows, columns, args.format)
     return 0
 
 
-def _row(job: Any, wb: Any, series_uid: str, study_uid: str) -> dict[str, Any]:
+def _row(row: WritebackRow) -> dict[str, Any]:
+    job, wb = row.job, row.writeback
     sent = f"{wb.instances_sent}/{wb.instances_total}" if wb.copies_series_uid else "-"
     if wb.report_sop_uid:
         sent += " +SR" if wb.report_sent else " -SR"
@@ -110,7 +98,7 @@ def _row(job: Any, wb: Any, series_uid: str, study_uid: str) -> dict[str, Any]:
         "job": job.id,
         "state": job.state,
         "destination": wb.destination,
-        "series_uid": series_uid,
+        "series_uid": row.series_uid,
         "version": job.series_version,
         "label": wb.label,
         "sent": sent,
@@ -120,7 +108,7 @@ def _row(job: Any, wb: Any, series_uid: str, study_uid: str) -> dict[str, Any]:
         # The job's error is the newest (it also covers expired leases); the row's the detail.
         "error": job.error or (wb.error if job.state != "done" else None),
         "outcome": wb.outcome,
-        "study_uid": study_uid,
+        "study_uid": row.study_uid,
         "copies_series_uid": wb.copies_series_uid,
         "report_series_uid": wb.report_series_uid,
         "report_sop_uid": wb.report_sop_uid,

@@ -18,10 +18,12 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, BeforeValidator, Field
 
-from ivcontrast.store.models import AssociationState, JobState, SeriesState, TagStatus, utcnow
-from ivcontrast.store.results import ResultQuery, find_results, results_page
+from ivcontrast.store import read
+from ivcontrast.store.models import AssociationState, JobState, SeriesState, utcnow
+from ivcontrast.store.read import ResultQuery
+from ivcontrast.vocabulary import TagStatus
 from ivcontrast.web import health as health_checks
-from ivcontrast.web import metrics, queries
+from ivcontrast.web import metrics
 from ivcontrast.web import schemas as s
 from ivcontrast.web.context import WebContext, utc
 
@@ -139,8 +141,8 @@ def build_router(ctx: WebContext) -> APIRouter:
         """Counts by series state, by result label and tag status; jobs; live workers."""
         now = utcnow()
         with ctx.db.session() as session:
-            counts = queries.summary(session)
-            workers = queries.workers(session)
+            counts = read.summary(session)
+            workers = read.workers(session)
         return s.SummaryOut(
             series_by_state=counts.series_by_state,
             results_by_label=counts.results_by_label,
@@ -174,7 +176,7 @@ def build_router(ctx: WebContext) -> APIRouter:
 
         ``since``/``until`` bound the time the series last received an instance.
         """
-        filt = queries.SeriesFilter(
+        filt = read.SeriesFilter(
             states=[str(x) for x in state or []],
             label=label,
             tag_status=tag_status,
@@ -186,7 +188,7 @@ def build_router(ctx: WebContext) -> APIRouter:
             modality=modality,
         )
         with ctx.db.session() as session:
-            total, rows = queries.series_page(session, filt, limit, offset)
+            total, rows = read.series_page(session, filt, limit, offset)
             items = [s.series_summary(r.series, r.study, r.result, show) for r in rows]
         return s.Page[s.SeriesSummary](total=total, limit=limit, offset=offset, items=items)
 
@@ -234,7 +236,7 @@ def build_router(ctx: WebContext) -> APIRouter:
     ) -> s.Page[s.ResultOut]:
         """Contrast calls, newest first; by default each series' newest version only."""
         with ctx.db.session() as session:
-            total, rows = results_page(session, params.filter, limit, offset)
+            total, rows = read.results_page(session, params.filter, limit, offset)
             items = [s.result_out(r.result, r.series, r.study, show) for r in rows]
         return s.Page[s.ResultOut](total=total, limit=limit, offset=offset, items=items)
 
@@ -276,7 +278,7 @@ def build_router(ctx: WebContext) -> APIRouter:
     ) -> s.Page[s.AssociationOut]:
         """DICOM associations, accepted and rejected, newest first."""
         with ctx.db.session() as session:
-            total, rows = queries.associations_page(
+            total, rows = read.associations_page(
                 session, [str(x) for x in state or []], calling_ae, limit, offset
             )
             items = [s.association_out(a) for a in rows]
@@ -294,7 +296,7 @@ def build_router(ctx: WebContext) -> APIRouter:
     ) -> s.Page[s.JobOut]:
         """Jobs with their attempts, outcome and last error, newest first."""
         with ctx.db.session() as session:
-            total, rows = queries.jobs_page(
+            total, rows = read.jobs_page(
                 session,
                 [kind] if kind else [],
                 [str(x) for x in state or []],
@@ -315,7 +317,7 @@ def build_router(ctx: WebContext) -> APIRouter:
     ) -> s.Page[s.EventOut]:
         """Audit events (re-sent instances, re-opened series, rejections), newest first."""
         with ctx.db.session() as session:
-            total, rows = queries.events_page(
+            total, rows = read.events_page(
                 session, [kind] if kind else [], series_uid, association_id, limit, offset
             )
             items = [s.event_out(e) for e in rows]
@@ -328,7 +330,7 @@ def build_router(ctx: WebContext) -> APIRouter:
         """Worker processes with their heartbeat age, newest heartbeat first."""
         now = utcnow()
         with ctx.db.session() as session:
-            return [s.worker_out(w, now) for w in queries.workers(session, include_stopped)]
+            return [s.worker_out(w, now) for w in read.workers(session, include_stopped)]
 
     @router.get(
         "/health",
@@ -362,7 +364,7 @@ PATIENT_FIELDS = frozenset({"patient_name", "patient_id"})
 def _export_rows(ctx: WebContext, filt: ResultQuery) -> Iterator[s.ResultOut]:
     """The rows, read in batches while the response streams (the session lives as long)."""
     with ctx.db.session() as session:
-        for row in find_results(session, filt):
+        for row in read.find_results(session, filt):
             yield s.result_out(row.result, row.series, row.study, ctx.show_patient)
 
 

@@ -12,9 +12,10 @@ from fastapi import HTTPException
 from sqlalchemy.orm import Session
 
 from ivcontrast.config import Settings
+from ivcontrast.store import read
 from ivcontrast.store.db import Database
 from ivcontrast.store.models import Series
-from ivcontrast.web import health, queries
+from ivcontrast.web import health
 from ivcontrast.web import schemas as s
 from ivcontrast.web.thumbnails import (
     Geometry,
@@ -65,12 +66,12 @@ class WebContext:
         return self.settings.web.show_patient_names
 
     def _geometry(self, session: Session, series: Series) -> tuple[Geometry, list[Slice]]:
-        geometry = sorted_slices(queries.series_instances(session, series.id))
+        geometry = sorted_slices(read.series_instances(session, series.id))
         return geometry, representative(geometry.slices, self.settings.web.thumbnails)
 
     def series_view(self, series_uid: str) -> SeriesView | None:
         with self.db.session() as session:
-            row = queries.series_by_uid(session, series_uid)
+            row = read.series_by_uid(session, series_uid)
             if row is None:
                 return None
             series = row.series
@@ -78,19 +79,17 @@ class WebContext:
             summary = s.series_summary(series, row.study, row.result, self.show_patient)
             detail = s.SeriesDetail(
                 **summary.model_dump(),
-                instance_stats=s.instances_out(queries.instance_stats(session, series.id)),
+                instance_stats=s.instances_out(read.instance_stats(session, series.id)),
                 associations=[
                     s.series_association_out(a)
-                    for a in queries.series_associations(session, series.id)
+                    for a in read.series_associations(session, series.id)
                 ],
                 jobs=[
-                    s.job_out(j, series.series_uid) for j in queries.series_jobs(session, series.id)
+                    s.job_out(j, series.series_uid) for j in read.series_jobs(session, series.id)
                 ],
-                writebacks=[
-                    s.writeback_out(w) for w in queries.series_writebacks(session, series.id)
-                ],
+                writebacks=[s.writeback_out(w) for w in read.series_writebacks(session, series.id)],
                 results=[
-                    s.result_detail(r, series) for r in queries.series_results(session, series.id)
+                    s.result_detail(r, series) for r in read.series_results(session, series.id)
                 ],
                 thumbnails=[
                     s.ThumbnailOut(
@@ -108,7 +107,7 @@ class WebContext:
     def thumbnail(self, series_uid: str, index: int, size: int) -> tuple[bytes, str]:
         """PNG bytes and an ETag for thumbnail ``index`` of a series; HTTPException if none."""
         with self.db.session() as session:
-            row = queries.series_by_uid(session, series_uid)
+            row = read.series_by_uid(session, series_uid)
             if row is None:
                 raise HTTPException(404, f"series {series_uid} not found")
             _, chosen = self._geometry(session, row.series)

@@ -18,26 +18,27 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from ivcontrast import __version__
 from ivcontrast.classifier.errors import PackageError
 from ivcontrast.classifier.package import load_package, resolve_package_path
 from ivcontrast.config import Settings
+from ivcontrast.store import read
 from ivcontrast.store.db import Database
-from ivcontrast.store.models import Series, Worker, utcnow
+from ivcontrast.store.models import utcnow
+from ivcontrast.vocabulary import JobKind
 from ivcontrast.web.schemas import Check, HealthOut
 
 log = logging.getLogger(__name__)
 
-CLASSIFY_KIND = "classify"
+CLASSIFY_KIND = JobKind.CLASSIFY
 
 
 def check_database(db: Database) -> Check:
     try:
         with db.session() as session:
-            count = session.scalar(select(func.count(Series.id))) or 0
+            count = read.series_count(session)
     except SQLAlchemyError as exc:
         log.warning("health: database check failed: %s", exc)
         return Check(status="fail", detail=f"database unreachable: {type(exc).__name__}")
@@ -75,7 +76,7 @@ def check_spool(settings: Settings) -> Check:
 
 def live_workers(db: Database, stale_seconds: float, now: datetime) -> list[dict[str, Any]]:
     with db.session() as session:
-        rows = session.scalars(select(Worker).where(Worker.stopped_at.is_(None))).all()
+        rows = read.workers(session)
     out = []
     for w in rows:
         age = (now - w.heartbeat_at).total_seconds()

@@ -21,9 +21,11 @@ from markupsafe import Markup
 
 from ivcontrast import __version__
 from ivcontrast.classifier.tags import tag_says_contrast
-from ivcontrast.store.models import JobState, SeriesState, TagStatus, utcnow
+from ivcontrast.store import read
+from ivcontrast.store.models import JobState, SeriesState, utcnow
+from ivcontrast.vocabulary import Label, TagStatus
 from ivcontrast.web import health as health_checks
-from ivcontrast.web import plot, queries
+from ivcontrast.web import plot
 from ivcontrast.web import schemas as s
 from ivcontrast.web.api import MAX_OFFSET
 from ivcontrast.web.auth import COOKIE, safe_next, session_value, token_matches
@@ -35,7 +37,7 @@ MAX_PAGE = MAX_OFFSET // PAGE_SIZE
 STATE_ORDER = [str(x) for x in SeriesState]
 JOB_STATES = [str(x) for x in JobState]
 TAG_STATUSES = [str(x) for x in TagStatus]
-LABELS = ["contrast", "no_contrast"]
+LABELS = [str(x) for x in Label]
 
 
 def templates_dir() -> Path:
@@ -137,18 +139,18 @@ def build_router(ctx: WebContext) -> APIRouter:
     def overview(request: Request) -> Response:
         now = utcnow()
         with ctx.db.session() as session:
-            counts = queries.summary(session)
-            _, recent = queries.series_page(session, queries.SeriesFilter(), 15, 0)
-            disagreements_total, disagreements = queries.series_page(
-                session, queries.SeriesFilter(tag_status=TagStatus.DISAGREES), 10, 0
+            counts = read.summary(session)
+            _, recent = read.series_page(session, read.SeriesFilter(), 15, 0)
+            disagreements_total, disagreements = read.series_page(
+                session, read.SeriesFilter(tag_status=TagStatus.DISAGREES), 10, 0
             )
-            failed_series_total, failed_series = queries.series_page(
-                session, queries.SeriesFilter(states=[SeriesState.FAILED]), 10, 0
+            failed_series_total, failed_series = read.series_page(
+                session, read.SeriesFilter(states=[SeriesState.FAILED]), 10, 0
             )
-            failed_jobs_total, failed_jobs = queries.jobs_page(
+            failed_jobs_total, failed_jobs = read.jobs_page(
                 session, [], [JobState.FAILED], None, 10, 0
             )
-            workers = [s.worker_out(w, now) for w in queries.workers(session)]
+            workers = [s.worker_out(w, now) for w in read.workers(session)]
             recent_rows = [s.series_summary(r.series, r.study, r.result, show) for r in recent]
             disagreement_rows = [
                 s.series_summary(r.series, r.study, r.result, show) for r in disagreements
@@ -202,7 +204,7 @@ def build_router(ctx: WebContext) -> APIRouter:
             "until": until if _date(until) else "",
         }
         until_day = _date(until)
-        filt = queries.SeriesFilter(
+        filt = read.SeriesFilter(
             states=[f["state"]] if f["state"] else [],
             label=f["label"] or None,
             tag_status=f["tag_status"] or None,
@@ -213,10 +215,10 @@ def build_router(ctx: WebContext) -> APIRouter:
         )
         offset = (page_number - 1) * PAGE_SIZE
         with ctx.db.session() as session:
-            total, rows = queries.series_page(session, filt, PAGE_SIZE, offset)
+            total, rows = read.series_page(session, filt, PAGE_SIZE, offset)
             if f["uid"] and total == 0:  # one box takes a series or a study UID
                 filt = replace(filt, series_uid=None, study_uid=f["uid"])
-                total, rows = queries.series_page(session, filt, PAGE_SIZE, offset)
+                total, rows = read.series_page(session, filt, PAGE_SIZE, offset)
             items = [s.series_summary(r.series, r.study, r.result, show) for r in rows]
         export = {k: f[k] for k in ("label", "tag_status", "accession") if f[k]}
         return page(
@@ -270,9 +272,9 @@ def build_router(ctx: WebContext) -> APIRouter:
     ) -> Response:
         offset = (page_number - 1) * PAGE_SIZE
         with ctx.db.session() as session:
-            kinds = sorted({k for k, _ in queries.summary(session).jobs_by_kind_state})
+            kinds = sorted({k for k, _ in read.summary(session).jobs_by_kind_state})
             f = {"state": _choice(state, JOB_STATES), "kind": _choice(kind, kinds)}
-            total, rows = queries.jobs_page(
+            total, rows = read.jobs_page(
                 session,
                 [f["kind"]] if f["kind"] else [],
                 [f["state"]] if f["state"] else [],
@@ -297,8 +299,8 @@ def build_router(ctx: WebContext) -> APIRouter:
     ) -> Response:
         offset = (page_number - 1) * PAGE_SIZE
         with ctx.db.session() as session:
-            total, rows = queries.associations_page(session, [], None, PAGE_SIZE, offset)
-            events_total, events = queries.events_page(session, [], None, None, 25, 0)
+            total, rows = read.associations_page(session, [], None, PAGE_SIZE, offset)
+            events_total, events = read.events_page(session, [], None, None, 25, 0)
             items = [s.association_out(a) for a in rows]
             event_items = [s.event_out(e) for e in events]
         return page(

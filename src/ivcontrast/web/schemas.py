@@ -22,7 +22,7 @@ from ivcontrast.store.models import (
     Worker,
     Writeback,
 )
-from ivcontrast.web.queries import InstanceStats, SeriesAssociation
+from ivcontrast.store.read import InstanceStats, SeriesAssociation
 
 T = TypeVar("T")
 

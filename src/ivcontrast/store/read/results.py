@@ -1,7 +1,8 @@
-"""The results query behind ``ivcontrast results`` and the web API's results and export.
+"""The results query and its row shape: ``ivcontrast results``, ``/api/results``, the export.
 
 Times bound ``Result.created_at`` (from ``since`` on, before ``until``), and by default only
-each series' newest result version is listed.
+each series' newest result version is listed. ``newest_versions`` is also what "the result of
+a series" means for the series list and the summary counts.
 """
 
 from __future__ import annotations
