@@ -7,6 +7,7 @@ import hashlib
 import io
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 from pydicom import dcmread
@@ -21,6 +22,7 @@ from ivcontrast.store.models import Job, Writeback
 from ivcontrast.writeback import WRITEBACK, enqueue_writeback
 from ivcontrast.writeback.correct import (
     Contribution,
+    CopiedInstance,
     CopyPlan,
     correct_dataset,
     corrected_description,
@@ -344,3 +346,36 @@ def test_enqueue_rolls_back_with_the_result(db: Database, tmp_path: Path) -> Non
         enqueue_writeback(session, policy(), result)
         raise RuntimeError("the classify step failed after enqueueing")
     assert count_jobs(db) == 0
+
+
+# -- destinations by kind ---------------------------------------------------------------------
+
+
+def test_every_configured_kind_of_destination_has_an_opener() -> None:
+    from typing import get_args
+
+    from ivcontrast.config import Destination
+    from ivcontrast.writeback.destinations import OPENERS
+
+    union, _ = get_args(Destination)
+    kinds = {get_args(cls.model_fields["kind"].annotation)[0] for cls in get_args(union)}
+    assert kinds == set(OPENERS)
+
+
+def test_a_folder_destination_is_opened_by_its_kind(tmp_path: Path) -> None:
+    from ivcontrast.writeback.destinations import FolderSink, Outbound, open_destination
+
+    settings = WritebackSettings.model_validate(
+        {"enabled": True, "destinations": [{**FOLDER, "path": str(tmp_path / "out")}]}
+    )
+    outbound = Outbound(frozenset(), "IVCONTRAST", tmp_path / "staging")
+    with open_destination(settings.destinations[0], outbound) as sink:
+        assert isinstance(sink, FolderSink)
+        delivery = sink.put("1.2", "1.2.3", "1.2.3.4", lambda fh: _copied(fh, "1.2.3.4"))
+    assert delivery.ok
+    assert (tmp_path / "out" / "1.2" / "1.2.3" / "1.2.3.4.dcm").read_bytes() == b"DICM"
+
+
+def _copied(fh: BinaryIO, uid: str) -> CopiedInstance:
+    fh.write(b"DICM")
+    return CopiedInstance("1.2.840.10008.5.1.4.1.1.2", uid, "1.2.840.10008.1.2.1")

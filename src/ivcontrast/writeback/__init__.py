@@ -9,7 +9,8 @@ retrying with exponential backoff; jobs that fail for good wait for
 
 Modules: ``policy`` (which results, which tag values), ``uids`` (deterministic UIDs),
 ``correct`` (one corrected instance), ``report`` (the SR), ``destinations`` (folder,
-C-STORE SCU), ``enqueue`` and ``handler`` (the job queue side).
+C-STORE SCU, each opened by its kind through ``open_destination``), ``enqueue`` and
+``handler`` (the job queue side).
 """
 
 from ivcontrast.writeback.enqueue import WRITEBACK, enqueue_writeback

@@ -4,6 +4,11 @@ A destination is opened once per job (one association for a DICOM node) and take
 instance at a time: ``put`` lets the caller write the instance into a file the destination
 chose, then delivers that file (a folder renames it into place; a DICOM node streams it
 from disk over the association and deletes it). Nothing is ever held whole in memory.
+
+``open_destination`` is the one way in: it opens a configured destination through the
+opener registered in ``OPENERS`` for its ``kind`` (the ``kind`` of a
+``[[writeback.destinations]]`` entry). A new kind of destination is a config class, a
+sink with ``put``, and one entry there.
 """
 
 from __future__ import annotations
@@ -14,10 +19,10 @@ import socket
 import ssl
 import tempfile
 from collections.abc import Callable, Collection, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from ivcontrast.config import DicomDestination, FolderDestination
 from ivcontrast.writeback.correct import CopiedInstance
@@ -209,3 +214,43 @@ def open_dicom(
     finally:
         if assoc.is_established:
             assoc.abort()
+
+
+# -- by kind -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """What a destination must know before the first object is sent."""
+
+    contexts: frozenset[tuple[str, str]]  # (SOP class, transfer syntax) of every object
+    calling_ae: str  # our AE title, where the destination does not name its own
+    staging: Path  # where a destination that sends over the network stages its files
+
+
+@contextmanager
+def _open_folder(config: FolderDestination, outbound: Outbound) -> Iterator[Destination]:
+    yield FolderSink(config)
+
+
+def _open_dicom(config: DicomDestination, outbound: Outbound) -> AbstractContextManager[DicomSink]:
+    return open_dicom(
+        config, config.calling_ae or outbound.calling_ae, outbound.contexts, outbound.staging
+    )
+
+
+# kind -> opener. Each opener takes the config class whose ``kind`` it is registered under.
+OPENERS: dict[str, Callable[[Any, Outbound], AbstractContextManager[Destination]]] = {
+    "folder": _open_folder,
+    "dicom": _open_dicom,
+}
+
+
+def open_destination(
+    config: FolderDestination | DicomDestination, outbound: Outbound
+) -> AbstractContextManager[Destination]:
+    """Open ``config``'s destination with the opener registered for its kind."""
+    opener = OPENERS.get(config.kind)
+    if opener is None:
+        raise ValueError(f"destination {config.name!r}: no opener for kind {config.kind!r}")
+    return opener(config, outbound)

@@ -16,8 +16,7 @@ not take, a spool file gone); or ``superseded`` when the series was re-opened me
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -31,7 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ivcontrast import __version__
-from ivcontrast.config import DicomDestination, FolderDestination, Settings
+from ivcontrast.config import Settings
 from ivcontrast.store.db import Database
 from ivcontrast.store.models import Instance, Result, Series, Writeback, utcnow
 from ivcontrast.store.queue import JobResult, LeasedJob, PermanentJobError
@@ -47,8 +46,8 @@ from ivcontrast.writeback.destinations import (
     Destination,
     DestinationError,
     DestinationRejected,
-    FolderSink,
-    open_dicom,
+    Outbound,
+    open_destination,
 )
 from ivcontrast.writeback.policy import confidence, contrast_tags
 from ivcontrast.writeback.report import Finding, SourceInstance, build_report
@@ -284,27 +283,22 @@ class WritebackHandler:
                     is_report=True,
                 )
 
-    @contextmanager
-    def _open(self, name: str, work: Work) -> Iterator[Destination]:
+    def _open(self, name: str, work: Work) -> AbstractContextManager[Destination]:
+        """The job's destination (its key is the destination's name), opened by kind."""
         config = next((d for d in self.policy.destinations if d.name == name), None)
         if config is None:
             raise PermanentJobError(f"destination {name!r} is no longer configured")
-        if isinstance(config, FolderDestination):
-            yield FolderSink(config)
-            return
-        assert isinstance(config, DicomDestination)
         contexts = set()
         if work.copies:
             contexts = {(i.sop_class_uid, i.transfer_syntax_uid) for i in work.instances}
         if work.report:
             contexts.add((ComprehensiveSRStorage, ExplicitVRLittleEndian))
-        with open_dicom(
-            config,
-            config.calling_ae or self.settings.scp.ae_title,
-            contexts,
+        outbound = Outbound(
+            frozenset(contexts),
+            self.settings.scp.ae_title,
             self.settings.data_dir / "writeback-staging",
-        ) as sink:
-            yield sink
+        )
+        return open_destination(config, outbound)
 
     @staticmethod
     def _source(spool: Path, instance: SpooledInstance) -> Path:
