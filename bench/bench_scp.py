@@ -223,17 +223,17 @@ def count_received(receiver: Receiver, work: Path) -> int:
 
 def ingest_latency(samples: int = 500) -> tuple[float, float]:
     """Median and p99 of one record_instance transaction on SQLite, ms."""
-    from ivcontrast.store import ingest
+    from ivcontrast.store import ingest, values
     from ivcontrast.store.db import Database
 
     with tempfile.TemporaryDirectory() as tmp:
         db = Database(f"sqlite:///{tmp}/bench.db")
         db.upgrade()
-        info = ingest.AssociationInfo("bench", "bench:1", "SCU", "IVCONTRAST", "127.0.0.1", 1)
+        info = values.AssociationInfo("bench", "bench:1", "SCU", "IVCONTRAST", "127.0.0.1", 1)
         ingest.open_association(db, info)
         times = []
         for i in range(samples):
-            header = ingest.InstanceHeader(
+            header = values.InstanceHeader(
                 sop_class_uid="1.2.840.10008.5.1.4.1.1.2",
                 sop_instance_uid=f"1.2.3.4.{i + 1}",
                 study_uid="1.2.3",
@@ -245,7 +245,7 @@ def ingest_latency(samples: int = 500) -> tuple[float, float]:
                 columns=512,
                 instance_number=i + 1,
             )
-            stored = ingest.StoredFile(f"1.2.3/1.2.3.4/{i + 1}.dcm", 525000, "0" * 64)
+            stored = values.StoredFile(f"1.2.3/1.2.3.4/{i + 1}.dcm", 525000, "0" * 64)
             t = time.perf_counter()
             ingest.record_instance(db, header, stored, info.id)
             times.append(time.perf_counter() - t)

@@ -50,9 +50,10 @@ from ivcontrast.config import Settings, load_settings
 from ivcontrast.scp.header import instance_header, read_file_header
 from ivcontrast.scp.spool import relative_path
 from ivcontrast.store.db import Database
-from ivcontrast.store.ingest import StoredFile, record_instance
+from ivcontrast.store.ingest import record_instance
 from ivcontrast.store.models import Instance, Job, Result, Series, SeriesState
 from ivcontrast.store.queue import enqueue
+from ivcontrast.store.values import StoredFile
 from ivcontrast.synth import Phase, Region, SeriesSpec, write_series
 from ivcontrast.worker.jobs import CHECK, CLASSIFY
 from ivcontrast.worker.service import Worker, build_handlers

@@ -24,14 +24,9 @@ from ivcontrast.classifier.dicom_series import DicomSeries
 from ivcontrast.scp.header import instance_header, read_file_header
 from ivcontrast.scp.spool import relative_path
 from ivcontrast.store.db import Database
-from ivcontrast.store.ingest import (
-    AssociationInfo,
-    StoredFile,
-    close_association,
-    open_association,
-    record_instance,
-)
+from ivcontrast.store.ingest import close_association, open_association, record_instance
 from ivcontrast.store.models import AssociationState, Job, Result, Series, SeriesState
+from ivcontrast.store.values import AssociationInfo, StoredFile
 from ivcontrast.web import create_app
 from ivcontrast.worker.jobs import CHECK
 from ivcontrast.worker.service import Worker, build_handlers

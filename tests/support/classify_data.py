@@ -38,7 +38,8 @@ from ivcontrast.classifier.preprocess import PreprocessConfig
 from ivcontrast.scp.header import instance_header, read_file_header
 from ivcontrast.scp.spool import relative_path
 from ivcontrast.store.db import Database
-from ivcontrast.store.ingest import StoredFile, record_instance
+from ivcontrast.store.ingest import record_instance
+from ivcontrast.store.values import StoredFile
 from ivcontrast.synth import SeriesSpec, write_series
 
 RULE_WEIGHT = 40.0

@@ -16,9 +16,10 @@ from ivcontrast.config import load_settings
 from ivcontrast.scp.header import instance_header, read_file_header
 from ivcontrast.scp.spool import relative_path
 from ivcontrast.store.db import Database
-from ivcontrast.store.ingest import StoredFile, record_instance
+from ivcontrast.store.ingest import record_instance
 from ivcontrast.store.models import Event, Instance, Job, JobState, Series, SeriesState, utcnow
 from ivcontrast.store.queue import enqueue
+from ivcontrast.store.values import StoredFile
 from ivcontrast.worker.eligibility import EligibilityRule
 from ivcontrast.worker.jobs import CHECK, CheckSeries
 from ivcontrast.worker.retention import EVENT_PRUNED, prune_once

@@ -27,6 +27,7 @@ from ivcontrast.scp.spool import (
 from ivcontrast.store import ingest
 from ivcontrast.store.db import Database
 from ivcontrast.store.models import Event, Instance, Series
+from ivcontrast.store.values import StoredFile
 from tests.support import dicom_factory
 from tests.support.scp_harness import encoded
 
@@ -173,7 +174,7 @@ def test_pid_alive() -> None:
     assert not pid_alive(0)
 
 
-def _spool_file(spool: Spool, ds: object, ts: str = "1.2.840.10008.1.2.1") -> ingest.StoredFile:
+def _spool_file(spool: Spool, ds: object, ts: str = "1.2.840.10008.1.2.1") -> StoredFile:
     rel = relative_path(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)  # type: ignore[attr-defined]
     meta = file_meta(ds.SOPClassUID, ds.SOPInstanceUID, ts, "SCU")  # type: ignore[attr-defined]
     return spool.write(rel, meta, encoded(ds, ts))  # type: ignore[arg-type]
