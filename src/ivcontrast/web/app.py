@@ -1,8 +1,9 @@
 """The FastAPI application: JSON API, dashboard, thumbnails, ``/health`` and ``/metrics``.
 
-Read-only over the store. The schema is at ``/openapi.json``; the interactive docs pages
-are off because they load their scripts from a CDN, and this app fetches nothing from the
-internet.
+Read-only over the store. The routers (``web.api`` and ``web.pages``, one per resource) find
+the app's ``WebContext`` in ``app.state.context`` through the ``web.deps.Context``
+dependency. The schema is at ``/openapi.json``; the interactive docs pages are off because
+they load their scripts from a CDN, and this app fetches nothing from the internet.
 """
 
 from __future__ import annotations
@@ -58,8 +59,8 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
-    app.include_router(api.build_router(ctx))
-    app.include_router(pages.build_router(ctx))
+    for router in [*api.routers(), *pages.routers()]:
+        app.include_router(router)
     app.mount("/static", StaticFiles(directory=static_dir()), name="static")
     token = settings.web.token
     if token is not None:
