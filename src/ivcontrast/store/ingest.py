@@ -306,21 +306,7 @@ def _record(
     now: datetime,
     event_kind_new: str | None,
 ) -> RecordResult:
-    found = conn.execute(
-        _LOCK_SERIES, {"b_uid": header.series_uid, "b_sop": header.sop_instance_uid}
-    ).first()
-    if found is not None:
-        series_id, state, version = int(found.id), str(found.state), int(found.version)
-        existing = (
-            _Known(found.instance_id, found.sha256, found.instance_series_id, found.path)
-            if found.instance_id is not None
-            else None
-        )
-    else:
-        series_id = _insert_series(conn, header, _study_id(conn, header, now), now)
-        state, version = SeriesState.RECEIVING, 1
-        row = conn.execute(_SELECT_INSTANCE, {"b_uid": header.sop_instance_uid}).first()
-        existing = _Known(row.id, row.sha256, row.series_id, row.path) if row else None
+    series_id, state, version, existing = _locate(conn, header, now)
     if association_id is not None:
         conn.execute(_COUNT_RECEIVED, {"b_id": association_id, "b_bytes": stored.size})
 
@@ -384,6 +370,27 @@ def _record(
         )
     conn.execute(_TOUCH_SERIES, series_values)
     return RecordResult(outcome, series_id, reopen, version, stale_path)
+
+
+def _locate(
+    conn: Connection, header: InstanceHeader, now: datetime
+) -> tuple[int, str, int, _Known | None]:
+    """The series (locked; inserted with its study if new): id, state and version; and the
+    instance's row if the store already has it."""
+    found = conn.execute(
+        _LOCK_SERIES, {"b_uid": header.series_uid, "b_sop": header.sop_instance_uid}
+    ).first()
+    if found is not None:
+        existing = (
+            _Known(found.instance_id, found.sha256, found.instance_series_id, found.path)
+            if found.instance_id is not None
+            else None
+        )
+        return int(found.id), str(found.state), int(found.version), existing
+    series_id = _insert_series(conn, header, _study_id(conn, header, now), now)
+    row = conn.execute(_SELECT_INSTANCE, {"b_uid": header.sop_instance_uid}).first()
+    existing = _Known(row.id, row.sha256, row.series_id, row.path) if row else None
+    return series_id, SeriesState.RECEIVING, 1, existing
 
 
 def _study_id(conn: Connection, header: InstanceHeader, now: datetime) -> int:

@@ -72,6 +72,43 @@ def build_report(
     the report copies its patient and study attributes. ``sources`` lists every classified
     instance; only their UIDs are needed, so a series of any size is referenced cheaply.
     """
+    device = hd.sr.DeviceObserverIdentifyingAttributes(
+        uid=device_uid(uids.prefix),
+        name=MANUFACTURER,
+        manufacturer_name=MANUFACTURER,
+        model_name=f"{finding.model_name} {finding.model_version}"[:64],
+    )
+    report = hd.sr.MeasurementReport(
+        observation_context=hd.sr.ObservationContext(
+            observer_device_context=hd.sr.ObserverContext(
+                observer_type=codes.cid270.Device, observer_identifying_attributes=device
+            )
+        ),
+        procedure_reported=codes.LN.CTUnspecifiedBodyRegion,
+        imaging_measurements=[_measurements(sources, finding, uids)],
+    )
+    return hd.sr.ComprehensiveSR(
+        evidence=_evidence(first_source, sources),
+        content=report[0],
+        series_instance_uid=uids.report_series_uid,
+        series_number=REPORT_SERIES_NUMBER,
+        sop_instance_uid=uids.report_sop_uid,
+        instance_number=1,
+        manufacturer=MANUFACTURER,
+        manufacturer_model_name=MANUFACTURER,
+        software_versions=f"{MANUFACTURER} {software_version}",
+        series_description=REPORT_DESCRIPTION,
+        is_complete=True,
+        content_date=when.date(),
+        content_time=when.time(),
+        series_date=when.date(),
+        series_time=when.time(),
+    )
+
+
+def _evidence(first_source: Dataset, sources: Sequence[SourceInstance]) -> list[Dataset]:
+    """The references to the classified instances; the first also carries the patient and
+    study attributes the report copies from ``first_source``."""
     header = Dataset()
     for keyword in (*_COPIED_TYPE2, "StudyInstanceUID", "SpecificCharacterSet"):
         if keyword in first_source:
@@ -86,7 +123,13 @@ def build_report(
         item.SOPClassUID = source.sop_class_uid
         item.SOPInstanceUID = source.sop_instance_uid
         evidence.append(item)
+    return evidence
 
+
+def _measurements(
+    sources: Sequence[SourceInstance], finding: Finding, uids: WritebackUids
+) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    """The finding: probability and threshold, contrast present or absent, and the model."""
     algorithm = hd.sr.AlgorithmIdentification(
         name=finding.model_name,
         version=finding.model_version,
@@ -96,7 +139,7 @@ def build_report(
             f"slices used {finding.slices_used}",
         ],
     )
-    group = hd.sr.MeasurementsAndQualitativeEvaluations(
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
             uid=uids.named("tracking"), identifier="IV contrast"
         ),
@@ -124,38 +167,6 @@ def build_report(
             hd.sr.SourceImageForMeasurementGroup(s.sop_class_uid, s.sop_instance_uid)
             for s in sources
         ],
-    )
-    device = hd.sr.DeviceObserverIdentifyingAttributes(
-        uid=device_uid(uids.prefix),
-        name=MANUFACTURER,
-        manufacturer_name=MANUFACTURER,
-        model_name=f"{finding.model_name} {finding.model_version}"[:64],
-    )
-    report = hd.sr.MeasurementReport(
-        observation_context=hd.sr.ObservationContext(
-            observer_device_context=hd.sr.ObserverContext(
-                observer_type=codes.cid270.Device, observer_identifying_attributes=device
-            )
-        ),
-        procedure_reported=codes.LN.CTUnspecifiedBodyRegion,
-        imaging_measurements=[group],
-    )
-    return hd.sr.ComprehensiveSR(
-        evidence=evidence,
-        content=report[0],
-        series_instance_uid=uids.report_series_uid,
-        series_number=REPORT_SERIES_NUMBER,
-        sop_instance_uid=uids.report_sop_uid,
-        instance_number=1,
-        manufacturer=MANUFACTURER,
-        manufacturer_model_name=MANUFACTURER,
-        software_versions=f"{MANUFACTURER} {software_version}",
-        series_description=REPORT_DESCRIPTION,
-        is_complete=True,
-        content_date=when.date(),
-        content_time=when.time(),
-        series_date=when.date(),
-        series_time=when.time(),
     )
 
 
