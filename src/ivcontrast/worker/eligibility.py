@@ -76,22 +76,33 @@ def skip_reason(
             return "Enhanced CT (multi-frame) is not supported by this version"
         names = ", ".join(sorted(UID(c).name for c in classes - {CT_IMAGE_STORAGE}))
         return f"not CT Image Storage ({names})"
+    reason = _image_type_problem(instances, series_description, rule)
+    if reason is not None:
+        return reason
+    if len(instances) < rule.min_slices:
+        return f"too few slices ({len(instances)} < {rule.min_slices})"
+    return _geometry_problem(instances)
+
+
+def _image_type_problem(
+    instances: Sequence[EligibilityHeader], series_description: str | None, rule: EligibilityRule
+) -> str | None:
+    """Localizers, and (unless ``rule.classify_derived``) derived or secondary images."""
     image_types = {(i.image_type or "").upper() for i in instances}
     values = {v for t in image_types for v in t.split("\\")}
     description = (series_description or "").lower()
     if "LOCALIZER" in values or any(word in description for word in LOCALIZER_WORDS):
         return "localizer/scout"
     if not rule.classify_derived:
-        derived = sorted(
-            t
-            for t in image_types
-            if t.split("\\")[:1] == ["DERIVED"] or "SECONDARY" in t.split("\\")[1:2]
-        )
+        derived = sorted(t for t in image_types if _is_derived(t.split("\\")))
         if derived:
             return f"derived/secondary images (ImageType {derived[0]})"
-    if len(instances) < rule.min_slices:
-        return f"too few slices ({len(instances)} < {rule.min_slices})"
-    return _geometry_problem(instances)
+    return None
+
+
+def _is_derived(image_type: list[str]) -> bool:
+    """ImageType value 1 DERIVED, or value 2 SECONDARY (PS3.3 C.7.6.1.1.2)."""
+    return image_type[:1] == ["DERIVED"] or "SECONDARY" in image_type[1:2]
 
 
 def _geometry_problem(instances: Sequence[EligibilityHeader]) -> str | None:
