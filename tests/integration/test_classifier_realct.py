@@ -135,9 +135,10 @@ SERVE_WITHOUT_TORCH = """
 import json, sys
 sys.modules["torch"] = None  # any import of torch now fails
 from ivcontrast.classifier.engine import Classifier
+from ivcontrast.classifier.pipeline import SeriesCall
 from ivcontrast.config import ClassifierSettings
 classifier = Classifier.from_settings(ClassifierSettings(model=sys.argv[1], device="auto", threads=2))
-print(json.dumps(classifier.classify_path(sys.argv[2]).to_dict()))
+print(json.dumps(SeriesCall.of(classifier.classify_path(sys.argv[2])).to_dict()))
 """
 
 
@@ -164,13 +165,13 @@ def test_onnx_serving_needs_no_torch(served_package: Path, tmp_path: Path) -> No
     assert result["backend"].startswith("onnxruntime-cpu")
     assert result["slices_used"] == 32 and result["slices_total"] == 40
     assert 0.0 <= result["probability"] <= 1.0
-    assert result["label"] in ("contrast", "non-contrast")
-    assert result["model"]["name"] == "integration"
+    assert result["label"] in ("contrast", "no_contrast")
+    assert result["model_name"] == "integration"
 
 
 @needs_realct
 def test_real_thorax_served_without_torch(served_package: Path) -> None:
     result = serve(served_package, THORAX)
     assert result["slices_used"] == 32 and result["slices_total"] == 141
-    z = [s["z_mm"] for s in result["slices"]]
+    z = [z for z, _ in result["slice_probabilities"]]
     assert z == sorted(z) and z[0] > -164.5 and z[-1] < 115.5

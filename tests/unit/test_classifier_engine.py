@@ -19,6 +19,7 @@ from ivcontrast.classifier.backends import OnnxBackend
 from ivcontrast.classifier.engine import Classifier, postprocess, predict
 from ivcontrast.classifier.errors import PackageError, VolumeError
 from ivcontrast.classifier.package import ModelPackage
+from ivcontrast.classifier.pipeline import SeriesCall
 from ivcontrast.classifier.preprocess import PreprocessConfig
 from ivcontrast.config import ClassifierSettings
 
@@ -62,10 +63,14 @@ def test_dicom_series_to_prediction(classifier: Classifier, tmp_path: Path) -> N
     assert timings.total_s == pytest.approx(
         timings.load_s + timings.preprocess_s + timings.inference_s
     )
-    data = json.loads(json.dumps(contrast.to_dict()))
-    assert data["label"] == "contrast" and len(data["slices"]) == 8
-    assert data["slices"][0]["z_mm"] == pytest.approx(float(contrast.slice_z_mm[0]), abs=1e-3)
-    assert data["model"]["sha256"] == classifier.package.card_sha256
+    data = json.loads(json.dumps(SeriesCall.of(contrast).to_dict()))
+    assert data["label"] == "contrast" and len(data["slice_probabilities"]) == 8
+    z, p = data["slice_probabilities"][0]
+    assert z == pytest.approx(float(contrast.slice_z_mm[0]), abs=1e-3)
+    assert p == pytest.approx(float(contrast.slice_probabilities[0]))
+    assert data["model_sha256"] == classifier.package.card_sha256
+    assert data["runtime"] == "onnxruntime-cpu" and data["tag_status"] == "missing"
+    assert SeriesCall.of(contrast, tagged=False).to_dict()["tag_status"] is None
 
 
 def test_nifti_path_to_prediction(classifier: Classifier, tmp_path: Path) -> None:

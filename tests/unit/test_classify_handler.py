@@ -19,9 +19,11 @@ import pydicom
 import pytest
 from sqlalchemy import select, update
 
+from ivcontrast.classifier.backends import PrefetchPlan, prefetch_plan
 from ivcontrast.classifier.dicom_series import DicomSeries
 from ivcontrast.classifier.engine import Classifier
 from ivcontrast.classifier.package import ModelPackage
+from ivcontrast.classifier.pipeline import prepare_ahead
 from ivcontrast.classifier.preprocess import PreprocessConfig, plan_samples
 from ivcontrast.classifier.tags import tag_status
 from ivcontrast.config import Settings, load_settings
@@ -29,14 +31,8 @@ from ivcontrast.store.db import Database
 from ivcontrast.store.models import Job, JobState, Result, Series, SeriesState, utcnow
 from ivcontrast.store.queue import JobQueue, LeaseLost, enqueue, reap_expired
 from ivcontrast.synth import SeriesSpec
-from ivcontrast.worker.classify import (
-    ClassifySeries,
-    Prefetcher,
-    label_of,
-    load_classifier,
-    prefetch_plan,
-    prepare_ahead,
-)
+from ivcontrast.vocabulary import Label
+from ivcontrast.worker.classify import ClassifySeries, Prefetcher, load_classifier
 from ivcontrast.worker.jobs import CHECK, CLASSIFY
 from ivcontrast.worker.service import Worker, build_handlers
 from tests.support.classify_data import (
@@ -132,7 +128,7 @@ def test_a_complete_series_gets_one_result_row(node: Node) -> None:
     # The same files through the classifier directly give the same call.
     direct = Classifier.from_settings(node.settings.classifier).classify_series(spooled.paths)
     assert result.probability == pytest.approx(direct.probability, abs=1e-6)
-    assert result.label == label_of(direct.contrast)
+    assert result.label == Label.of(direct.contrast)
     assert result.label == ("contrast" if result.probability >= result.threshold else "no_contrast")
     assert (result.model_name, result.model_version) == ("rule", "0.0.1")
     assert result.model_sha256 == node.package.card_sha256
@@ -435,10 +431,10 @@ def test_prepare_ahead_keeps_order_and_bounds_the_work_in_flight() -> None:
 
 
 def test_prefetch_plan_fits_the_device() -> None:
-    assert prefetch_plan("onnxruntime-cpu (all threads)", cpus=2) == (1, 2)
-    assert prefetch_plan("torch-cuda (NVIDIA H100 80GB HBM3, bf16)", cpus=16) == (8, 10)
-    assert prefetch_plan("torch-cuda (x, bf16)", cpus=2) == (2, 4)
-    assert prefetch_plan("torch-cpu (cpu)", cpus=16) == (1, 2)
+    assert prefetch_plan("cpu", cpus=2) == PrefetchPlan(1, 2)
+    assert prefetch_plan("cuda", cpus=16) == PrefetchPlan(8, 10)
+    assert prefetch_plan("cuda", cpus=2) == PrefetchPlan(2, 4)
+    assert prefetch_plan("cpu", cpus=16) == PrefetchPlan(1, 2)
 
 
 def test_a_classify_job_for_a_deleted_series_version_does_not_run(node: Node) -> None:

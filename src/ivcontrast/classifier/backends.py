@@ -7,11 +7,17 @@
 
 ``select_backend`` maps ``auto|cpu|cuda`` to one of them. ``auto`` takes CUDA only when an NVIDIA
 driver is visible and torch sees a GPU; on a machine without one it never imports torch.
+
+A backend carries its device (``cpu`` or ``cuda``), its ``runtime`` (``onnxruntime-cpu``,
+``torch-cuda``: what a result records as its device) and the ``prefetch`` plan that suits it,
+so nothing downstream guesses them again from its name.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -19,7 +25,7 @@ import numpy as np
 
 from ivcontrast.classifier.errors import BackendError
 from ivcontrast.classifier.package import ONNX_INPUT, ONNX_OUTPUT, ModelPackage
-from ivcontrast.vocabulary import DEVICES
+from ivcontrast.vocabulary import DEVICES, DeviceName
 
 if TYPE_CHECKING:
     from torch import nn
@@ -32,10 +38,34 @@ DEFAULT_CUDA_BATCH = 256
 _NVIDIA_MARKERS = ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/dxg")
 
 
+@dataclass(frozen=True)
+class PrefetchPlan:
+    """How many threads read and preprocess series ahead, and how many series are in flight."""
+
+    threads: int
+    depth: int
+
+
+def prefetch_plan(device: DeviceName, cpus: int | None = None) -> PrefetchPlan:
+    """The plan for a backend on ``device``.
+
+    On the CPU the network already uses every core: one preparing thread and one series
+    ahead keep the cores busy without oversubscribing them. On a GPU the CPU only prepares,
+    so most cores do, with a couple of series more in flight than threads.
+    """
+    if device == "cuda":
+        threads = max(2, min(8, (cpus or os.cpu_count() or 2) - 1))
+        return PrefetchPlan(threads, threads + 2)
+    return PrefetchPlan(1, 2)
+
+
 class Backend(Protocol):
     """Runs the network: (N, C, S, S) float32 in, (N,) logits out."""
 
-    name: str
+    name: str  # for people: 'onnxruntime-cpu (2 threads)', 'torch-cuda (NVIDIA H100, bf16)'
+    device: DeviceName  # 'cpu' or 'cuda', never 'auto'
+    runtime: str  # 'onnxruntime-cpu', 'torch-cuda', 'torch-cpu': a result's device column
+    prefetch: PrefetchPlan
 
     def predict_logits(self, x: np.ndarray) -> np.ndarray: ...
 
@@ -74,7 +104,10 @@ class OnnxBackend:
             raise BackendError(f"{onnx_path}: expected one input named {ONNX_INPUT!r}")
         self._shape = tuple(int(v) for v in inputs[0].shape[1:])
         self._batch_size = max(1, batch_size)
-        self.name = f"onnxruntime-cpu ({threads or 'all'} threads)"
+        self.device: DeviceName = "cpu"
+        self.runtime = "onnxruntime-cpu"
+        self.prefetch = prefetch_plan(self.device)
+        self.name = f"{self.runtime} ({threads or 'all'} threads)"
 
     def predict_logits(self, x: np.ndarray) -> np.ndarray:
         x = _check_input(x, self._shape)  # type: ignore[arg-type]
@@ -109,7 +142,10 @@ class TorchBackend:
         self._shape = input_shape
         self._batch_size = max(1, batch_size)
         where = torch.cuda.get_device_name(self._device) if self._cuda else "cpu"
-        self.name = f"torch-{self._device.type} ({where}{', bf16' if self._cuda else ''})"
+        self.device: DeviceName = "cuda" if self._cuda else "cpu"
+        self.runtime = f"torch-{self.device}"
+        self.prefetch = prefetch_plan(self.device)
+        self.name = f"{self.runtime} ({where}{', bf16' if self._cuda else ''})"
 
     @classmethod
     def from_package(

@@ -2,7 +2,8 @@
 
 Each step is a plain function so it can be tested and scheduled on its own: a worker can run
 ``Classifier.prepare`` (reading, decoding, preprocessing: CPU) for the next series while
-``Classifier.infer`` (the network) runs for this one.
+``Classifier.infer`` (the network) runs for this one; ``classifier.pipeline`` does that, and
+turns a ``SeriesPrediction`` into the one row shape (``SeriesCall``) every output uses.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
 import numpy as np
 
@@ -63,7 +63,8 @@ class SeriesPrediction:
     model_name: str
     model_version: str
     model_sha256: str  # of the package's card: identifies the exact package
-    backend: str
+    backend: str  # the backend's name, for people
+    runtime: str  # 'onnxruntime-cpu', 'torch-cuda': the backend's runtime and device
     source: str
     timings: Timings
 
@@ -74,37 +75,6 @@ class SeriesPrediction:
     @property
     def slices_used(self) -> int:
         return len(self.slice_probabilities)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: for result rows, CLI output and reports."""
-        return {
-            "probability": self.probability,
-            "label": self.label,
-            "contrast": self.contrast,
-            "threshold": self.threshold,
-            "aggregation": self.aggregation,
-            "slices_used": self.slices_used,
-            "slices_total": self.slices_total,
-            "slices": [
-                {"index": int(i), "z_mm": round(float(z), 3), "probability": float(p)}
-                for i, z, p in zip(
-                    self.slice_indices, self.slice_z_mm, self.slice_probabilities, strict=True
-                )
-            ],
-            "model": {
-                "name": self.model_name,
-                "version": self.model_version,
-                "sha256": self.model_sha256,
-            },
-            "backend": self.backend,
-            "source": self.source,
-            "timings": {
-                "load_s": self.timings.load_s,
-                "preprocess_s": self.timings.preprocess_s,
-                "inference_s": self.timings.inference_s,
-                "total_s": self.timings.total_s,
-            },
-        }
 
 
 def predict(backend: Backend, model_input: ModelInput) -> np.ndarray:
@@ -176,6 +146,7 @@ class Classifier:
             model_version=self.card.version,
             model_sha256=self.package.card_sha256,
             backend=self.backend.name,
+            runtime=self.backend.runtime,
             source=model_input.source,
             timings=Timings(model_input.read_seconds, model_input.prepare_seconds, inference_s),
         )

@@ -7,8 +7,8 @@ as skipped with the reason, unless ``--all-series``. Files in folders that are n
 ignored; anything that cannot be read is reported with the file and the reason, and the rest
 go on. The exit status is 1 when any input failed.
 
-The same engine as the node: the series ahead are read and preprocessed in threads while the
-network runs on the current one.
+The same pipeline as the node (``classifier.pipeline``): the series ahead are read and
+preprocessed in threads while the network runs on the current one.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from ivcontrast.vocabulary import DEVICES
 
 if TYPE_CHECKING:
     from ivcontrast.classifier.engine import Classifier
-    from ivcontrast.classifier.preprocess import ModelInput
+    from ivcontrast.classifier.pipeline import PreparedSeries, SeriesCall
 
 COLUMNS = [
     "source",
@@ -65,9 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--format", choices=FORMATS, default="table")
     parser.add_argument("-o", "--output", type=Path, help="write the rows to FILE, not stdout")
-    parser.add_argument(
-        "--device", dest="classifier.device", choices=DEVICES, default=None
-    )
+    parser.add_argument("--device", dest="classifier.device", choices=DEVICES, default=None)
     parser.add_argument(
         "--model", dest="classifier.model", metavar="PKG", default=None, help="model package"
     )
@@ -182,35 +180,104 @@ def find_inputs(paths: Sequence[str]) -> Found:
     return Found(items, failures, ignored)
 
 
-@dataclass(frozen=True, eq=False)
-class Prepared:
-    model_input: ModelInput
-    contrast_agent: str | None
-
-
-def prepare_item(classifier: Classifier, item: Item) -> Prepared:
+def prepare_item(classifier: Classifier, item: Item) -> PreparedSeries:
     """Open and preprocess one item (any thread). Raises ClassifierError naming the file."""
-    from ivcontrast.classifier.dicom_series import DicomSeries
-    from ivcontrast.classifier.sources import open_source
+    from ivcontrast.classifier.pipeline import prepare_dicom, prepare_volume
 
-    t0 = time.perf_counter()
     if item.volume:
-        source = open_source(item.files[0])
-        agent = None
-    else:
-        dicom = DicomSeries.open(item.files)
-        source, agent = dicom, dicom.attributes.get("ContrastBolusAgent")
-    return Prepared(classifier.prepare(source, time.perf_counter() - t0), agent)
+        return prepare_volume(classifier, item.files[0])
+    return prepare_dicom(classifier, item.files, series_uid=item.series_uid)
+
+
+def call_row(item: Item, call: SeriesCall) -> dict[str, Any]:
+    """A call as this command's row: ``SeriesCall``'s fields, and ``seconds`` for the total."""
+    return call.to_dict() | {
+        "source": item.source,
+        "series_uid": item.series_uid,
+        "status": "classified",
+        "seconds": call.total_seconds,
+        "slice_probabilities": [[z, round(p, 6)] for z, p in call.slice_probabilities],
+    }
+
+
+def _eligible(
+    found: Found, settings: Settings, all_series: bool
+) -> tuple[list[Item], list[dict[str, Any]]]:
+    """The items to classify, and a row for each series the node would skip (with why)."""
+    from ivcontrast.worker.eligibility import EligibilityRule, skip_reason
+
+    rule = EligibilityRule(settings.worker.min_slices, settings.worker.classify_derived)
+    todo: list[Item] = []
+    skipped: list[dict[str, Any]] = []
+    for item in found.items:
+        reason = None
+        if not item.volume and not all_series:
+            reason = skip_reason(item.modality, item.description, item.headers, rule)
+        if reason is None:
+            todo.append(item)
+        else:
+            skipped.append(
+                {
+                    "source": item.source,
+                    "series_uid": item.series_uid,
+                    "status": "skipped",
+                    "reason": reason,
+                }
+            )
+    return todo, skipped
+
+
+def _classify_all(
+    classifier: Classifier, todo: list[Item], jobs: int, quiet: bool
+) -> tuple[list[dict[str, Any]], int]:
+    """A row per item (classified or failed), in order, and the slices through the network.
+
+    The next items are read and preprocessed in threads while the network runs on this one.
+    """
+    from tqdm import tqdm
+
+    from ivcontrast.classifier.errors import ClassifierError
+    from ivcontrast.classifier.pipeline import classify, prepare_ahead
+
+    plan = classifier.backend.prefetch
+    threads, depth = plan.threads, plan.depth
+    if jobs:
+        threads, depth = jobs, jobs + (plan.depth - plan.threads)
+    rows: list[dict[str, Any]] = []
+    inferred = 0
+    with tqdm(total=len(todo), unit="series", file=sys.stderr, disable=quiet) as bar:
+        for item, future in prepare_ahead(
+            todo, lambda i: prepare_item(classifier, i), threads, depth
+        ):
+            try:
+                call = classify(classifier, future.result())
+            except ClassifierError as exc:
+                rows.append(_failure(item.source, str(exc), item.series_uid))
+                bar.write(f"ivcontrast classify: {exc}", file=sys.stderr)
+            else:
+                inferred += call.slices_used
+                rows.append(call_row(item, call))
+            bar.update()
+    return rows, inferred
+
+
+def _write(rows: list[dict[str, Any]], fmt: str, output: Path | None) -> None:
+    columns = COLUMNS if fmt == "table" else [*COLUMNS, *DETAIL_COLUMNS]
+    if fmt == "json":
+        columns = [*columns, *JSON_ONLY_COLUMNS]
+    if output is None:
+        write_rows(rows, columns, fmt)
+        return
+    try:
+        with output.open("w", encoding="utf-8", newline="") as out:
+            write_rows(rows, columns, fmt, out)
+    except OSError as exc:
+        raise CommandError(f"{output}: cannot write: {exc.strerror}") from exc
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from tqdm import tqdm
-
     from ivcontrast.classifier.engine import Classifier
     from ivcontrast.classifier.errors import ClassifierError
-    from ivcontrast.classifier.tags import tag_status
-    from ivcontrast.worker.classify import label_of, prefetch_plan, prepare_ahead
-    from ivcontrast.worker.eligibility import EligibilityRule, skip_reason
 
     if args.jobs < 0:
         raise CommandError(f"--jobs {args.jobs}: must be 0 (automatic) or more", exit_code=2)
@@ -227,90 +294,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     rows: list[dict[str, Any]] = list(found.failures)
     for row in found.failures:
         print(f"ivcontrast classify: {row['source']}: {row['reason']}", file=sys.stderr)
-    rule = EligibilityRule(settings.worker.min_slices, settings.worker.classify_derived)
-    todo: list[Item] = []
-    for item in found.items:
-        reason = None
-        if not item.volume and not args.all_series:
-            reason = skip_reason(item.modality, item.description, item.headers, rule)
-        if reason is None:
-            todo.append(item)
-        else:
-            rows.append(
-                {
-                    "source": item.source,
-                    "series_uid": item.series_uid,
-                    "status": "skipped",
-                    "reason": reason,
-                }
-            )
+    todo, skipped = _eligible(found, settings, args.all_series)
+    rows.extend(skipped)
     if not found.items and not found.failures:
         raise CommandError(f"{', '.join(args.paths)}: no DICOM series, NIfTI or NRRD found")
 
-    threads, depth = prefetch_plan(classifier.backend.name)
-    if args.jobs:
-        threads, depth = args.jobs, args.jobs + (depth - threads)
-    card = classifier.card
-    inferred = 0
     t1 = time.perf_counter()
-    with tqdm(total=len(todo), unit="series", file=sys.stderr, disable=args.quiet) as bar:
-        for item, future in prepare_ahead(
-            todo, lambda i: prepare_item(classifier, i), threads, depth
-        ):
-            base = {"source": item.source, "series_uid": item.series_uid}
-            try:
-                prepared = future.result()
-                prediction = classifier.infer(prepared.model_input)
-            except ClassifierError as exc:
-                rows.append(_failure(item.source, str(exc), item.series_uid))
-                bar.write(f"ivcontrast classify: {exc}", file=sys.stderr)
-                bar.update()
-                continue
-            inferred += prediction.slices_used
-            agent = prepared.contrast_agent
-            timings = prediction.timings
-            rows.append(
-                base
-                | {
-                    "status": "classified",
-                    "label": label_of(prediction.contrast),
-                    "probability": prediction.probability,
-                    "threshold": prediction.threshold,
-                    "slices_used": prediction.slices_used,
-                    "slices_total": prediction.slices_total,
-                    "tag": agent,
-                    "tag_status": None if item.volume else tag_status(agent, prediction.contrast),
-                    "model_name": card.name,
-                    "model_version": card.version,
-                    "model_sha256": prediction.model_sha256,
-                    "aggregation": prediction.aggregation,
-                    "backend": prediction.backend,
-                    "seconds": timings.total_s,
-                    "load_seconds": timings.load_s,
-                    "preprocess_seconds": timings.preprocess_s,
-                    "inference_seconds": timings.inference_s,
-                    "slice_probabilities": [
-                        [round(float(z), 3), round(float(p), 6)]
-                        for z, p in zip(
-                            prediction.slice_z_mm, prediction.slice_probabilities, strict=True
-                        )
-                    ],
-                }
-            )
-            bar.update()
+    classified, inferred = _classify_all(classifier, todo, args.jobs, args.quiet)
+    rows.extend(classified)
     pipeline_s = time.perf_counter() - t1
-
-    columns = COLUMNS if args.format == "table" else [*COLUMNS, *DETAIL_COLUMNS]
-    if args.format == "json":
-        columns = [*columns, *JSON_ONLY_COLUMNS]
-    if args.output is not None:
-        try:
-            with args.output.open("w", encoding="utf-8", newline="") as out:
-                write_rows(rows, columns, args.format, out)
-        except OSError as exc:
-            raise CommandError(f"{args.output}: cannot write: {exc.strerror}") from exc
-    else:
-        write_rows(rows, columns, args.format)
+    _write(rows, args.format, args.output)
 
     counts = {s: sum(r["status"] == s for r in rows) for s in ("classified", "skipped", "failed")}
     elapsed = scan_s + pipeline_s

@@ -4,66 +4,51 @@ The classifier is loaded once per worker process (``load_classifier``, checksums
 A worker without a usable model package logs why and does not take classify jobs; they wait
 in the queue for a worker that has one.
 
-A job runs in two steps so that reading and inference overlap:
+The classification itself is ``classifier.pipeline`` (the same as ``ivcontrast classify``);
+this module adds the store around it. A job runs in two steps so that reading and inference
+overlap:
 
 - ``ClassifySeries.prepare``: the series' instance paths from the store (its current
-  version), headers, decoding, preprocessing. CPU and disk; safe in any thread.
-- ``ClassifySeries.complete``: the network, then a ``JobResult`` whose effects add the
-  ``Result`` row, mark the series classified and queue write-back, committed with the
-  job's release (so a crash classifies nothing twice).
+  version), then ``pipeline.prepare_dicom``. CPU and disk; safe in any thread.
+- ``ClassifySeries.complete``: ``pipeline.classify``, then a ``JobResult`` whose effects add
+  the ``Result`` row (``result_fields``), mark the series classified and queue write-back,
+  committed with the job's release (so a crash classifies nothing twice).
 
-``Prefetcher`` prepares the next leased jobs in a small thread pool while the worker's own
-thread runs ``complete`` for the current one, in claim order; ``prepare_ahead`` does the same
-for ``ivcontrast classify``. ONNX Runtime releases the GIL while it computes, so a preparing
-thread (header parsing is Python) runs beside it.
+``Prefetcher`` prepares the next leased jobs in a small thread pool (the backend's prefetch
+plan) while the worker's own thread runs ``complete`` for the current one, in claim order.
+ONNX Runtime releases the GIL while it computes, so a preparing thread (header parsing is
+Python) runs beside it.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ivcontrast.classifier.dicom_series import DicomSeries
-from ivcontrast.classifier.engine import Classifier, SeriesPrediction
+from ivcontrast.classifier.engine import Classifier
 from ivcontrast.classifier.errors import ClassifierError
-from ivcontrast.classifier.preprocess import ModelInput
-from ivcontrast.classifier.tags import tag_status
+from ivcontrast.classifier.pipeline import PreparedSeries, SeriesCall, classify, prepare_dicom
 from ivcontrast.config import Settings
 from ivcontrast.store.db import Database
 from ivcontrast.store.models import Instance, Result, Series, SeriesState
 from ivcontrast.store.queue import JobQueue, JobResult, LeasedJob, LeaseLost, PermanentJobError
-from ivcontrast.vocabulary import Label
 from ivcontrast.worker.jobs import current_series
 from ivcontrast.writeback import enqueue_writeback
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-R = TypeVar("R")
-
 # Column widths of the results table (store.models.Result).
 _DEVICE_CHARS = 32
 _AGENT_CHARS = 64
-
-
-def label_of(contrast: bool) -> Label:
-    """The label the store, the API and the CLI use: 'contrast' or 'no_contrast'."""
-    return Label.of(contrast)
-
-
-def device_of(backend_name: str) -> str:
-    """'onnxruntime-cpu (2 threads)' -> 'onnxruntime-cpu'; 'torch-cuda (H100, bf16)' -> 'torch-cuda'."""
-    return backend_name.split(" (", 1)[0][:_DEVICE_CHARS]
 
 
 def load_classifier(settings: Settings) -> Classifier | None:
@@ -79,53 +64,26 @@ def load_classifier(settings: Settings) -> Classifier | None:
         return None
 
 
-def prefetch_plan(backend_name: str, cpus: int | None = None) -> tuple[int, int]:
-    """(preparing threads, jobs in flight) for a backend.
-
-    On the CPU the network already uses every core: one preparing thread and one series
-    ahead keep the cores busy without oversubscribing them. On a GPU the CPU only prepares,
-    so most cores do, with a couple of series more in flight than threads.
-    """
-    if device_of(backend_name) == "torch-cuda":
-        threads = max(2, min(8, (cpus or os.cpu_count() or 2) - 1))
-        return threads, threads + 2
-    return 1, 2
-
-
-def result_fields(prediction: SeriesPrediction, contrast_agent: str | None) -> dict[str, Any]:
-    """A prediction as the columns of a ``Result`` row (without series and version)."""
-    agent = None if contrast_agent is None else contrast_agent[:_AGENT_CHARS]
-    timings = prediction.timings
+def result_fields(call: SeriesCall) -> dict[str, Any]:
+    """A call as the columns of a ``Result`` row (without series and version)."""
     return {
-        "model_name": prediction.model_name,
-        "model_version": prediction.model_version,
-        "model_sha256": prediction.model_sha256,
-        "probability": float(prediction.probability),
-        "label": label_of(prediction.contrast),
-        "threshold": float(prediction.threshold),
-        "aggregation": prediction.aggregation,
-        "slices_used": prediction.slices_used,
-        "slice_probabilities": [
-            [round(float(z), 3), float(p)]
-            for z, p in zip(prediction.slice_z_mm, prediction.slice_probabilities, strict=True)
-        ],
-        "original_contrast_agent": agent,
-        "tag_status": tag_status(agent, prediction.contrast),
-        "device": device_of(prediction.backend),
-        "load_seconds": timings.load_s,
-        "preprocess_seconds": timings.preprocess_s,
-        "inference_seconds": timings.inference_s,
-        "total_seconds": timings.total_s,
+        "model_name": call.model_name,
+        "model_version": call.model_version,
+        "model_sha256": call.model_sha256,
+        "probability": call.probability,
+        "label": call.label,
+        "threshold": call.threshold,
+        "aggregation": call.aggregation,
+        "slices_used": call.slices_used,
+        "slice_probabilities": call.slice_probabilities,
+        "original_contrast_agent": None if call.tag is None else call.tag[:_AGENT_CHARS],
+        "tag_status": call.tag_status,
+        "device": call.runtime[:_DEVICE_CHARS],
+        "load_seconds": call.load_seconds,
+        "preprocess_seconds": call.preprocess_seconds,
+        "inference_seconds": call.inference_seconds,
+        "total_seconds": call.total_seconds,
     }
-
-
-@dataclass(frozen=True, eq=False)
-class PreparedSeries:
-    """A classify job after ``prepare``: the model input, or None when the series moved on."""
-
-    series_uid: str
-    model_input: ModelInput | None
-    contrast_agent: str | None = None
 
 
 class ClassifySeries:
@@ -141,8 +99,8 @@ class ClassifySeries:
         return self.complete(job, self.prepare(job))
 
     def prefetcher(self, queue: JobQueue) -> Prefetcher:
-        threads, depth = prefetch_plan(self.classifier.backend.name)
-        return Prefetcher(self, queue, threads, depth)
+        plan = self.classifier.backend.prefetch
+        return Prefetcher(self, queue, plan.threads, plan.depth)
 
     def _version(self, job: LeasedJob) -> tuple[str, int]:
         with self.db.session() as session:
@@ -165,7 +123,7 @@ class ClassifySeries:
                 raise PermanentJobError(f"series {job.series_id} no longer exists")
             series_uid, version = str(row[0]), int(row[1])
             if version != job.series_version:
-                return PreparedSeries(series_uid, None)
+                return PreparedSeries(None, series_uid=series_uid)
             paths = [
                 self.spool / relative
                 for relative in session.scalars(
@@ -175,14 +133,12 @@ class ClassifySeries:
                 )
             ]
         try:
-            series = DicomSeries.open(paths)
-            model_input = self.classifier.prepare(series, time.perf_counter() - t0)
+            return prepare_dicom(self.classifier, paths, series_uid=series_uid, started=t0)
         except ClassifierError as exc:
             # A late instance may have replaced files under our feet; then the error is moot.
             if self._version(job)[1] != job.series_version:
-                return PreparedSeries(series_uid, None)
+                return PreparedSeries(None, series_uid=series_uid)
             raise PermanentJobError(str(exc)) from exc
-        return PreparedSeries(series_uid, model_input, series.attributes.get("ContrastBolusAgent"))
 
     def complete(self, job: LeasedJob, prepared: PreparedSeries) -> JobResult:
         """Infer, and return the store changes that record the call (the worker's thread)."""
@@ -195,19 +151,19 @@ class ClassifySeries:
             )
             return JobResult("stale")
         try:
-            prediction = self.classifier.infer(prepared.model_input)
+            call = classify(self.classifier, prepared)
         except ClassifierError as exc:
             raise PermanentJobError(f"series {prepared.series_uid}: {exc}") from exc
-        fields = result_fields(prediction, prepared.contrast_agent)
+        fields = result_fields(call)
         log.info(
             "series %s version %d: %s (p=%.3f, %d slices, tag %s) in %.2f s",
             prepared.series_uid,
             job.series_version,
-            fields["label"],
-            prediction.probability,
-            prediction.slices_used,
-            fields["tag_status"],
-            prediction.timings.total_s,
+            call.label,
+            call.probability,
+            call.slices_used,
+            call.tag_status,
+            call.total_seconds,
             extra={"series_uid": prepared.series_uid},
         )
 
@@ -316,24 +272,3 @@ class Prefetcher:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
-
-
-def prepare_ahead(
-    items: Iterable[T], prepare: Callable[[T], R], threads: int, depth: int
-) -> Iterator[tuple[T, Future[R]]]:
-    """``(item, future of prepare(item))`` in order, with at most ``depth`` in flight.
-
-    The caller consumes each future (inference) while the next ones are being prepared.
-    """
-    pending: deque[tuple[T, Future[R]]] = deque()
-    with ThreadPoolExecutor(max(1, threads), thread_name_prefix="classify-prepare") as pool:
-        try:
-            for item in items:
-                pending.append((item, pool.submit(prepare, item)))
-                if len(pending) >= max(1, depth):
-                    yield pending.popleft()
-            while pending:
-                yield pending.popleft()
-        finally:
-            for _, future in pending:
-                future.cancel()
