@@ -32,7 +32,11 @@ def postgres_url() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+# The PostgreSQL half starts a server for the session: slow, so `-m "not slow"` runs SQLite only.
+POSTGRES = pytest.param("postgresql", marks=[pytest.mark.postgres, pytest.mark.slow])
+
+
+@pytest.fixture(params=["sqlite", POSTGRES])
 def any_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     """A migrated, empty store on each backend: the same suite runs on SQLite and PostgreSQL."""
     if request.param == "sqlite":

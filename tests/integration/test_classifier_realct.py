@@ -21,7 +21,7 @@ UPPER_ABDOMEN = REALCT / "ts_upperabd_petct_dicom" / "example_ct_dicom"
 ABDOMEN_NIFTI = REALCT / "ts_abdpelvis_native" / "example_ct.nii.gz"
 needs_realct = pytest.mark.skipif(not REALCT.is_dir(), reason=f"{REALCT} not present")
 # torch.export's internals warn about their own deprecations on every export.
-pytestmark = pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning"), pytest.mark.slow]
 
 
 def info(folder: Path) -> dict:

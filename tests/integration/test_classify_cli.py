@@ -243,6 +243,7 @@ def test_as_a_subprocess_with_a_progress_bar(inputs: Inputs) -> None:
 
 
 @pytest.mark.skipif(bundled_model() is None, reason="no bundled default model in this checkout")
+@pytest.mark.slow
 def test_the_bundled_model_calls_the_phantoms_right(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -265,6 +266,7 @@ def test_the_bundled_model_calls_the_phantoms_right(
 
 
 @pytest.mark.skipif(not REALCT.is_dir(), reason=f"{REALCT} not present")
+@pytest.mark.slow
 def test_the_real_scans(inputs: Inputs, capsys: pytest.CaptureFixture[str]) -> None:
     model = bundled_model() or inputs.model
     assert main(["classify", str(REALCT), "--model", str(model), "--format", "json", "-q"]) == 0

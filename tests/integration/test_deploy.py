@@ -35,6 +35,8 @@ from tests.support.deploy_harness import DEPLOY, REPO, VENV_BIN, free_port
 from tests.support.node_process import NodeProcess, clean_env
 from tests.support.scp_harness import dcmtk, storescu
 
+pytestmark = pytest.mark.slow
+
 DOCKERFILES = ["Dockerfile", "Dockerfile.cuda"]
 IMAGE_CONFIG = DEPLOY / "docker" / "ivcontrast.toml"
 UNITS = ["ivcontrast-scp.service", "ivcontrast-worker.service", "ivcontrast-web.service"]

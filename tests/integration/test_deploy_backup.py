@@ -16,10 +16,13 @@ import subprocess
 from pathlib import Path
 
 import pydicom
+import pytest
 
 from tests.support.deploy_harness import DEPLOY, ivcontrast
 from tests.support.node_process import NodeProcess, clean_env
 from tests.support.scp_harness import dcmtk, storescu
+
+pytestmark = pytest.mark.slow
 
 GUIDE = DEPLOY / "OPERATIONS.md"
 

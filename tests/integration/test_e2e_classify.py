@@ -33,6 +33,8 @@ from tests.support.classify_data import bundled_model, corrupt_pixel_data, write
 from tests.support.node_process import NodeProcess, clean_env
 from tests.support.scp_harness import dcmtk, storescu
 
+pytestmark = pytest.mark.slow
+
 FINAL_STATES = ("classified", "skipped", "failed")
 # The rule package's input when there is no bundled model: the default input size, so that
 # preparing a series takes about as long as it will with the real model.

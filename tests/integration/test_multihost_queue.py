@@ -21,7 +21,7 @@ from ivcontrast.worker.completion import CompletionRule
 from ivcontrast.worker.sweep import CHECK, sweep_once
 from tests.support import pg
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 SERIES = 300
 THREADS = 6

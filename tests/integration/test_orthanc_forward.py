@@ -34,7 +34,10 @@ from tests.support.deploy_harness import DEPLOY, free_port, ivcontrast
 from tests.support.node_process import NodeProcess, clean_env
 from tests.support.orthanc import find_orthanc
 
-pytestmark = pytest.mark.skipif(find_orthanc() is None, reason="Orthanc is not installed")
+pytestmark = [
+    pytest.mark.skipif(find_orthanc() is None, reason="Orthanc is not installed"),
+    pytest.mark.slow,
+]
 
 ORTHANC_CONFIG = DEPLOY / "orthanc" / "orthanc.json"
 NODE_CONFIG = DEPLOY / "compose" / "ivcontrast.toml"

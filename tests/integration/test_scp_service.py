@@ -30,6 +30,8 @@ from tests.support.scp_harness import (
     storescu,
 )
 
+pytestmark = pytest.mark.slow
+
 
 def children_of(pid: int) -> list[int]:
     out = []

@@ -54,6 +54,7 @@ def test_the_card_says_what_the_model_is() -> None:
 
 
 @pytest.mark.skipif(not REALCT.is_dir(), reason=f"{REALCT} not present")
+@pytest.mark.slow
 def test_the_recorded_real_scan_calls_are_what_the_model_says() -> None:
     package = load_package(DEFAULT_PACKAGE)
     recorded = {s["name"]: s for s in package.card.metrics["real_ct"]["series"]}
@@ -70,6 +71,7 @@ def test_the_recorded_real_scan_calls_are_what_the_model_says() -> None:
     assert "real" in figures
 
 
+@pytest.mark.slow
 def test_a_site_can_fine_tune_the_bundled_model_by_name(tmp_path: Path) -> None:
     import torch
 

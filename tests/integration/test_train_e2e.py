@@ -25,7 +25,7 @@ from ivcontrast.cli import main  # noqa: E402
 from ivcontrast.training.loop import Trainer  # noqa: E402
 
 # torch.export's internals warn about their own deprecations on every export.
-pytestmark = pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning"), pytest.mark.slow]
 
 TINY = [
     "--synthetic", "16",

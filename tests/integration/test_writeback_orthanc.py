@@ -40,7 +40,10 @@ from tests.support.writeback_data import (
     writebacks,
 )
 
-pytestmark = pytest.mark.skipif(find_orthanc() is None, reason="Orthanc is not installed")
+pytestmark = [
+    pytest.mark.skipif(find_orthanc() is None, reason="Orthanc is not installed"),
+    pytest.mark.slow,
+]
 
 
 @pytest.fixture(scope="module")

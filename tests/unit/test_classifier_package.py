@@ -27,7 +27,7 @@ from ivcontrast.classifier.preprocess import PreprocessConfig  # noqa: E402
 
 SIZE = 64
 # torch.export's internals warn about their own deprecations on every export.
-pytestmark = pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning"), pytest.mark.slow]
 
 
 def varied_inputs(n: int, channels: int = 3, size: int = SIZE, seed: int = 0) -> np.ndarray:

@@ -267,6 +267,7 @@ def test_invalid_specs_are_refused(bad: dict) -> None:
         SeriesSpec(**bad)
 
 
+@pytest.mark.slow
 def test_randomisation_covers_the_acquisition_space() -> None:
     plans = [
         series_plan(SeriesSpec(seed=s, region=("chest", "headneck")[s % 2])) for s in range(24)

@@ -21,6 +21,7 @@ def _chest(seed: int, **kw: object) -> SyntheticSeries:
     return SyntheticSeries(SeriesSpec(**args))  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_great_vessels_sit_in_mediastinal_fat_not_in_lung() -> None:
     """Between the aorta, the pulmonary trunk and the superior vena cava there is fat and
     soft tissue, never lung (the convex hull of the vessels holds almost no lung)."""
@@ -73,6 +74,7 @@ def test_deformation_is_smooth_along_z_and_moves_borders() -> None:
     assert (with_field != plain).mean() > 0.005
 
 
+@pytest.mark.slow
 def test_noise_power_spectrum_is_band_pass() -> None:
     """Filtered back-projection noise: little power near zero frequency, a peak, then
     the kernel's roll-off (not a low-pass blur)."""
