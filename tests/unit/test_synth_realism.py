@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pytest
 from scipy.spatial import ConvexHull
 
 from ivcontrast.synth import LABEL, SeriesSpec, SyntheticSeries
