@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from ivcontrast.classifier.package import ModelPackage
 from ivcontrast.classifier.pipeline import prepare_ahead
 from ivcontrast.classifier.preprocess import PreprocessConfig, plan_samples
 from ivcontrast.classifier.tags import tag_status
+from ivcontrast.clock import ManualClock
 from ivcontrast.config import Settings, load_settings
 from ivcontrast.store.db import Database
 from ivcontrast.store.models import Job, JobState, Result, Series, SeriesState, utcnow
@@ -259,13 +260,31 @@ def test_a_reopened_series_gets_a_new_result_version(node: Node) -> None:
     assert [j.series_version for j in node.classify_jobs(spooled.series_uid)] == [1, 2]
 
 
-def leased_classify_job(node: Node, uid: str, queue: JobQueue) -> Any:
-    """Run the check job only, then lease the classify job it queued."""
+def run_checks(node: Node) -> None:
+    """Run the check jobs only: eligible series get a classify job."""
     check = build_handlers(node.settings, node.db)[CHECK]
     Worker(node.settings, node.db, {CHECK: check}).run_until_idle()
+
+
+def leased_classify_job(node: Node, uid: str, queue: JobQueue) -> Any:
+    """Run the check job only, then lease the classify job it queued."""
+    run_checks(node)
     job = queue.claim([CLASSIFY])
     assert job is not None and node.series(uid).state == SeriesState.ELIGIBLE
     return job
+
+
+def lease_expiry(db: Database, job_id: int) -> datetime | None:
+    with db.session() as session:
+        return session.get(Job, job_id).lease_expires_at  # type: ignore[union-attr]
+
+
+def eventually(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
+    """Wait for the worker's thread to act (polling; no margin of time is involved)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
 
 
 def test_a_series_reopened_before_the_job_runs_records_nothing(node: Node) -> None:
@@ -295,15 +314,24 @@ def test_a_series_reopened_during_inference_records_nothing(node: Node) -> None:
     assert node.series(spooled.series_uid).version == 2
 
 
+def manual_clock_after_checks(node: Node) -> ManualClock:
+    """Run the check jobs, then start a manual clock: the classify jobs they queued (at the
+    real time) are due on it."""
+    run_checks(node)
+    return ManualClock()
+
+
 def test_a_crashed_attempt_is_classified_once_by_the_next_worker(node: Node) -> None:
     spooled = node.add(seed=9)
-    crashed = JobQueue(node.db, "crashed-worker", 0.5, 0)
+    clock = manual_clock_after_checks(node)
+    crashed = JobQueue(node.db, "crashed-worker", 60, 0, clock=clock)
     job = leased_classify_job(node, spooled.series_uid, crashed)
     handler = build_handlers(node.settings, node.db)[CLASSIFY]
     late = handler(job)  # computed, but the process "dies" before committing it
 
-    time.sleep(0.6)  # its lease runs out; the next worker reaps it when it starts
-    node.worker().run_until_idle()
+    clock.advance(61)  # its lease runs out; the next worker reaps it when it starts
+    handlers = build_handlers(node.settings, node.db)
+    Worker(node.settings, node.db, handlers, clock=clock).run_until_idle()
     with pytest.raises(LeaseLost):  # the dead worker's commit can never land afterwards
         crashed.finish(job.id, late.outcome, late.effects)
     [result] = node.results(spooled.series_uid)
@@ -386,23 +414,24 @@ def test_the_pipeline_overlaps_preparing_with_inference(
 
 def test_waiting_jobs_keep_their_leases(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
     spooled = node.add(seed=30)
-    queue = JobQueue(node.db, "test", 0.6, 0)
+    clock = manual_clock_after_checks(node)
+    queue = JobQueue(node.db, "test", 60, 0, clock=clock)
     job = leased_classify_job(node, spooled.series_uid, queue)
     handler = build_handlers(node.settings, node.db)[CLASSIFY]
     assert isinstance(handler, ClassifySeries)
     prefetch = Prefetcher(handler, queue, threads=1, depth=2)
     prefetch.submit(job)
-    with node.db.session() as session:
-        first = session.get(Job, job.id).lease_expires_at  # type: ignore[union-attr]
-    time.sleep(0.3)  # past a third of the lease
+    assert lease_expiry(node.db, job.id) == clock.now() + timedelta(seconds=60)
+    clock.advance(19)  # not yet a third of the lease: nothing to do
     prefetch.renew()
-    with node.db.session() as session:
-        renewed = session.get(Job, job.id).lease_expires_at  # type: ignore[union-attr]
-    assert renewed > first  # type: ignore[operator]
+    assert lease_expiry(node.db, job.id) == clock.now() + timedelta(seconds=41)
+    clock.advance(1)  # a third of the lease
+    prefetch.renew()
+    assert lease_expiry(node.db, job.id) == clock.now() + timedelta(seconds=60)
 
     # A job whose lease was taken away is dropped, not recorded.
-    reap_expired(node.db, now=utcnow() + timedelta(seconds=10))
-    time.sleep(0.3)
+    reap_expired(node.db, now=clock.now() + timedelta(seconds=61))
+    clock.advance(20)
     prefetch.renew()
     assert len(prefetch) == 0 and prefetch.next() is None
     prefetch.close()
@@ -456,29 +485,34 @@ def test_a_classify_job_for_a_deleted_series_version_does_not_run(node: Node) ->
 def test_a_series_slower_than_a_lease_keeps_it(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
     spooled = node.add(seed=32)
     real_prepare = ClassifySeries.prepare
+    preparing, prepared = threading.Event(), threading.Event()
 
     def slow(self: ClassifySeries, job: Any) -> Any:
-        time.sleep(2.0)  # a huge series on slow storage: over three leases
+        preparing.set()
+        prepared.wait(120)  # a huge series on slow storage: done when the test says so
         return real_prepare(self, job)
 
     monkeypatch.setattr(ClassifySeries, "prepare", slow)
-    worker = node.settings.worker.model_copy(update={"lease_seconds": 0.6})
-    settings = node.settings.model_copy(update={"worker": worker})
-    stop = threading.Event()
-    reaped: list[int] = []
-
-    def other_worker() -> None:  # reaps expired leases all the while, as another host would
-        while not stop.is_set():
-            reaped.append(reap_expired(node.db))
-            time.sleep(0.05)
-
-    reaper = threading.Thread(target=other_worker)
-    reaper.start()
+    clock = manual_clock_after_checks(node)
+    settings = node.settings.model_copy(
+        update={"worker": node.settings.worker.model_copy(update={"lease_seconds": 60})}
+    )
+    worker = Worker(settings, node.db, build_handlers(settings, node.db), clock=clock)
+    runner = threading.Thread(target=worker.run_until_idle)
+    runner.start()
     try:
-        Worker(settings, node.db, build_handlers(settings, node.db)).run_until_idle()
+        assert preparing.wait(60)
+        [job] = node.classify_jobs(spooled.series_uid)
+        for _ in range(10):  # over three leases, a third at a time
+            clock.advance(20)
+            # The worker, waiting for the series, extends its lease from now ...
+            renewed = clock.now() + timedelta(seconds=60)
+            eventually(lambda until=renewed: lease_expiry(node.db, job.id) == until)
+            # ... so another host that reaps expired leases finds none.
+            assert reap_expired(node.db, now=clock.now()) == 0
     finally:
-        stop.set()
-        reaper.join()
+        prepared.set()
+        runner.join(120)
     [job] = node.classify_jobs(spooled.series_uid)
     assert (job.state, job.outcome, job.attempts) == (JobState.DONE, "classified", 1)
-    assert sum(reaped) == 0 and len(node.results(spooled.series_uid)) == 1
+    assert len(node.results(spooled.series_uid)) == 1

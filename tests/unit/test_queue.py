@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
+from ivcontrast.clock import ManualClock
 from ivcontrast.store.db import Database
 from ivcontrast.store.models import Job, JobState, Series, SeriesState, Study, utcnow
 from ivcontrast.store.queue import JobQueue, LeaseLost, enqueue, reap_expired
@@ -123,17 +125,36 @@ def test_reaping_the_last_attempt_fails_job_and_series(db: Database, series_id: 
         assert session.get(Series, series_id).state == SeriesState.FAILED
 
 
+def lease_expiry(db: Database, job_id: int) -> datetime | None:
+    with db.session() as session:
+        return session.get(Job, job_id).lease_expires_at  # type: ignore[union-attr]
+
+
+def eventually(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Wait for another thread to act (polling; no margin of time is involved)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
 def test_a_long_job_keeps_its_lease_while_it_runs(db: Database, series_id: int) -> None:
     with db.write() as session:
         enqueue(session, "writeback", series_id, 1, key="PACS1")
         enqueue(session, "writeback", series_id, 1, key="PACS2")
-    owner, other = queue(db, "a", lease=0.6), queue(db, "b", lease=0.6)
+    clock = ManualClock()
+    owner = JobQueue(db, "a", lease_seconds=60, backoff_seconds=10, clock=clock)
+    other = JobQueue(db, "b", lease_seconds=60, backoff_seconds=10, clock=clock)
     kept, dropped = owner.claim(["writeback"]), owner.claim(["writeback"])
     assert kept is not None and dropped is not None
     with owner.held(kept.id):
-        time.sleep(1.5)  # two and a half leases
+        for _ in range(5):  # two and a half leases, half a lease at a time
+            clock.advance(30)
+            # The keeper's thread wakes on the clock and extends the lease from now.
+            renewed = clock.now() + timedelta(seconds=60)
+            eventually(lambda until=renewed: lease_expiry(db, kept.id) == until)
         # Another worker reaps what has expired: the job that was not held.
-        assert reap_expired(db) == 1
+        assert reap_expired(db, now=clock.now()) == 1
         assert other.claim(["writeback"]) is not None  # ``dropped``, for its second attempt
     owner.finish(kept.id, "sent")
     with pytest.raises(LeaseLost):

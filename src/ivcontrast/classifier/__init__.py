@@ -11,6 +11,9 @@ Modules, one job each:
 - ``backends``: ONNX Runtime (CPU) and PyTorch (CUDA) inference, chosen in one place
 - ``aggregate``: slice probabilities to one scan probability
 - ``engine``: ``Classifier``: pre-process -> predict -> post-process
+- ``pipeline``: the one classification pipeline (the worker and ``ivcontrast classify``):
+  prepared series, prepare-ahead, and the call as one row shape (``SeriesCall``)
+- ``tags``: the ContrastBolusAgent tag compared with the call
 
 Nothing here imports torch unless a torch-only function is called.
 """

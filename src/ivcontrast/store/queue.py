@@ -11,6 +11,10 @@ PostgreSQL never take the same job; on SQLite the write transaction is exclusive
 
 A job's side effects and its release are committed in one transaction (``finish``), and
 only while the lease is still held, so a job is never recorded twice.
+
+A worker keeps the leases of the jobs it holds with one ``LeaseKeeper`` (``JobQueue.keeper``):
+a job running in the worker's thread (``held``) and the classify jobs waiting in its prefetch
+pipeline alike. Time comes from the queue's ``Clock``, so tests move it instead of sleeping.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Collection, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -28,6 +32,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from ivcontrast.clock import SYSTEM_CLOCK, Clock
 from ivcontrast.store.db import Database
 from ivcontrast.store.models import Job, JobState, utcnow
 
@@ -108,16 +113,24 @@ class JobQueue:
     """Lease and release jobs on behalf of one worker (``owner``)."""
 
     def __init__(
-        self, db: Database, owner: str, lease_seconds: float, backoff_seconds: float
+        self,
+        db: Database,
+        owner: str,
+        lease_seconds: float,
+        backoff_seconds: float,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.db = db
         self.owner = owner
         self.lease = timedelta(seconds=lease_seconds)
         self.backoff_seconds = backoff_seconds
+        self.clock = clock
+        self.keeper = LeaseKeeper(self)
 
     def claim(self, kinds: Collection[str], now: datetime | None = None) -> LeasedJob | None:
         """Lease the oldest available job of one of ``kinds``, or None."""
-        now = now or utcnow()
+        now = now or self.clock.now()
         with self.db.write() as session:
             job = session.scalars(
                 select(Job)
@@ -147,34 +160,13 @@ class JobQueue:
 
     def extend(self, job_id: int, now: datetime | None = None) -> None:
         """Renew the lease of a long job; raises LeaseLost if it is no longer ours."""
-        now = now or utcnow()
+        now = now or self.clock.now()
         with self.db.write() as session:
             self._held(session, job_id).lease_expires_at = now + self.lease
 
-    @contextmanager
-    def held(self, job_id: int) -> Iterator[None]:
-        """Renew the job's lease every third of its length while the block runs, so a long
-        job (a write-back of thousands of instances to a slow PACS) keeps it. A lost lease is
-        logged here and reported by ``finish``."""
-        stop = threading.Event()
-
-        def keep() -> None:
-            while not stop.wait(self.lease.total_seconds() / 3):
-                try:
-                    self.extend(job_id)
-                except LeaseLost:
-                    log.warning("job %d: lease lost while it ran", job_id)
-                    return
-                except Exception:  # a busy or restarting database: try again next period
-                    log.exception("job %d: lease renewal failed", job_id)
-
-        keeper = threading.Thread(target=keep, name=f"lease-{job_id}", daemon=True)
-        keeper.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            keeper.join()
+    def held(self, job_id: int) -> AbstractContextManager[None]:
+        """Keep the job's lease while the block runs (``LeaseKeeper.held``)."""
+        return self.keeper.held(job_id)
 
     def finish(
         self,
@@ -191,7 +183,7 @@ class JobQueue:
             job.state = JobState.DONE
             job.outcome = outcome
             job.error = None
-            job.finished_at = now or utcnow()
+            job.finished_at = now or self.clock.now()
             job.lease_owner = None
             job.lease_expires_at = None
 
@@ -209,7 +201,7 @@ class JobQueue:
         ``on_final`` runs in the same transaction when the job fails for good. Returns True
         when the job will be retried.
         """
-        now = now or utcnow()
+        now = now or self.clock.now()
         with self.db.write() as session:
             job = self._held(session, job_id)
             job.error = error
@@ -233,6 +225,96 @@ class JobQueue:
         if job.state != JobState.LEASED or job.lease_owner != self.owner:
             raise LeaseLost(f"job {job_id} is no longer leased by {self.owner}")
         return job
+
+
+class LeaseKeeper:
+    """Keeps the leases of the jobs one worker holds, one mechanism for every path.
+
+    A tracked job's lease is extended once a third of its length has passed (on the queue's
+    clock) since it was tracked or last extended. ``renew`` does that for every tracked job;
+    the worker's thread calls it between jobs and while it waits for a prepared series, and
+    ``held`` calls it from a thread while a long job keeps the worker's thread busy (a
+    write-back of thousands of instances to a slow PACS); both wait ``until_due``. A job
+    whose lease is gone is dropped and remembered as lost; ``finish`` reports it to whoever
+    completes the job. (A failed renewal, such as a busy database, is tried again a third of
+    a lease later.)
+    """
+
+    def __init__(self, queue: JobQueue) -> None:
+        self.queue = queue
+        self._lock = threading.Lock()
+        self._renewed: dict[int, float] = {}  # job id -> clock.monotonic() of the last renewal
+        self._lost: set[int] = set()
+
+    @property
+    def every(self) -> float:
+        return self.queue.lease.total_seconds() / 3
+
+    def track(self, job_id: int) -> None:
+        """Keep this job's lease from now on (call it when the job was just claimed)."""
+        with self._lock:
+            self._renewed[job_id] = self.queue.clock.monotonic()
+            self._lost.discard(job_id)
+
+    def forget(self, job_id: int) -> None:
+        with self._lock:
+            self._renewed.pop(job_id, None)
+            self._lost.discard(job_id)
+
+    def until_due(self) -> float:
+        """Seconds until the next lease is due for renewal (a third of a lease if none is
+        held): what a thread that keeps them waits, so a renewal comes on time however long
+        the work before the wait took."""
+        with self._lock:
+            if not self._renewed:
+                return self.every
+            return max(0.0, min(self._renewed.values()) + self.every - self.queue.clock.monotonic())
+
+    def lost(self, job_id: int) -> bool:
+        """True once a renewal found that the job's lease was taken away."""
+        with self._lock:
+            return job_id in self._lost
+
+    def renew(self) -> set[int]:
+        """Extend the leases that are due; returns the jobs found lost this time."""
+        with self._lock:  # one renewal at a time: the worker's thread and a ``held`` thread
+            now = self.queue.clock.monotonic()
+            lost: set[int] = set()
+            for job_id, renewed in list(self._renewed.items()):
+                if now - renewed < self.every:
+                    continue
+                try:
+                    self.queue.extend(job_id)
+                    self._renewed[job_id] = now
+                except LeaseLost:
+                    log.warning("job %d: lease lost while it was held", job_id)
+                    del self._renewed[job_id]
+                    lost.add(job_id)
+                except Exception:  # a busy or restarting database: try again next period
+                    log.exception("job %d: lease renewal failed", job_id)
+                    self._renewed[job_id] = now
+            self._lost |= lost
+            return lost
+
+    @contextmanager
+    def held(self, job_id: int) -> Iterator[None]:
+        """Track the job, and ``renew`` from a thread every third of a lease while the block
+        runs. A lost lease is logged here and reported by ``finish``."""
+        stop = threading.Event()
+
+        def keep() -> None:
+            while not self.queue.clock.wait(stop, self.until_due()):
+                self.renew()
+
+        self.track(job_id)
+        keeper = threading.Thread(target=keep, name=f"lease-{job_id}", daemon=True)
+        keeper.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            keeper.join()
+            self.forget(job_id)
 
 
 def expire_leases(session: Session, owners: Collection[str], now: datetime) -> int:

@@ -23,11 +23,11 @@ Python) runs beside it.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 # Column widths of the results table (store.models.Result).
 _DEVICE_CHARS = 32
 _AGENT_CHARS = 64
+_STRUCTURE_CHARS = 64
 
 
 def load_classifier(settings: Settings) -> Classifier | None:
@@ -72,6 +73,14 @@ def result_fields(call: SeriesCall) -> dict[str, Any]:
         "model_sha256": call.model_sha256,
         "probability": call.probability,
         "label": call.label,
+        "network_label": call.network_label,
+        "review_reasons": call.review_reasons,
+        "physics_label": call.physics_label,
+        "physics_hu": call.physics_hu,
+        "physics_structure": None
+        if call.physics_structure is None
+        else call.physics_structure[:_STRUCTURE_CHARS],
+        "physics": call.physics,
         "threshold": call.threshold,
         "aggregation": call.aggregation,
         "slices_used": call.slices_used,
@@ -82,6 +91,7 @@ def result_fields(call: SeriesCall) -> dict[str, Any]:
         "load_seconds": call.load_seconds,
         "preprocess_seconds": call.preprocess_seconds,
         "inference_seconds": call.inference_seconds,
+        "physics_seconds": call.physics_seconds,
         "total_seconds": call.total_seconds,
     }
 
@@ -186,21 +196,23 @@ class ClassifySeries:
 class _InFlight:
     job: LeasedJob
     future: Future[PreparedSeries]
-    renewed: float  # time.monotonic() of the claim or the last lease extension
+    ready: threading.Event  # set when ``future`` is done
 
 
 class Prefetcher:
     """Prepares up to ``depth`` leased classify jobs ahead; hands them out in claim order.
 
     The worker claims jobs while ``room`` > 0, ``submit``s them, and runs ``next`` for the
-    oldest one. ``renew`` extends the leases of the jobs in flight that have waited a third of
-    a lease, and runs while the oldest one's preparation is awaited too, so a slow series
-    keeps its lease and the ones behind it keep theirs.
+    oldest one. The queue's ``LeaseKeeper`` keeps the leases of the jobs in flight: ``renew``
+    runs it between jobs, and ``next`` runs it every third of a lease while the oldest one's
+    preparation is awaited (on the queue's clock), so a slow series keeps its lease and the
+    ones behind it keep theirs. A job whose lease is lost is dropped.
     """
 
     def __init__(self, handler: ClassifySeries, queue: JobQueue, threads: int, depth: int) -> None:
         self.handler = handler
         self.queue = queue
+        self.keeper = queue.keeper
         self.threads = max(1, threads)
         self.depth = max(1, depth)
         self._pool: ThreadPoolExecutor | None = None
@@ -222,8 +234,11 @@ class Prefetcher:
     def submit(self, job: LeasedJob) -> None:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="classify-prepare")
+        self.keeper.track(job.id)
         future = self._pool.submit(self.handler.prepare, job)
-        self._inflight.append(_InFlight(job, future, time.monotonic()))
+        ready = threading.Event()
+        future.add_done_callback(lambda _: ready.set())
+        self._inflight.append(_InFlight(job, future, ready))
 
     def next(self) -> tuple[LeasedJob, Callable[[], JobResult]] | None:
         """The oldest job and a call that waits for its preparation and completes it."""
@@ -233,39 +248,30 @@ class Prefetcher:
 
         def compute() -> JobResult:
             try:
-                while True:
-                    try:
-                        prepared = item.future.result(timeout=self._every())
-                        break
-                    except FutureTimeout:
-                        self.renew()
-                        if item not in self._inflight:
-                            raise LeaseLost(
-                                f"job {item.job.id}: lease lost while prepared"
-                            ) from None
+                while not self.queue.clock.wait(item.ready, self.keeper.until_due()):
+                    self.renew()
+                    if item not in self._inflight:
+                        raise LeaseLost(f"job {item.job.id}: lease lost while prepared")
+                prepared = item.future.result()
             finally:
-                if item in self._inflight:
-                    self._inflight.remove(item)
+                self._drop(item)
             return self.handler.complete(item.job, prepared)
 
         return item.job, compute
 
-    def _every(self) -> float:
-        return self.queue.lease.total_seconds() / 3
-
     def renew(self) -> None:
-        """Extend the leases held for a third of their length; drop jobs whose lease is gone."""
-        now = time.monotonic()
+        """Extend the leases that are due; drop the jobs whose lease is gone."""
+        self.keeper.renew()
         for item in list(self._inflight):
-            if now - item.renewed < self._every():
-                continue
-            try:
-                self.queue.extend(item.job.id)
-                item.renewed = now
-            except LeaseLost:
+            if self.keeper.lost(item.job.id):
                 log.warning("job %d (classify): lease lost while waiting; dropped", item.job.id)
                 item.future.cancel()
-                self._inflight.remove(item)
+                self._drop(item)
+
+    def _drop(self, item: _InFlight) -> None:
+        if item in self._inflight:
+            self._inflight.remove(item)
+        self.keeper.forget(item.job.id)
 
     def close(self) -> None:
         """Stop the threads (after the worker has completed or dropped every job in flight)."""

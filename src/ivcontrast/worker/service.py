@@ -5,6 +5,9 @@ runs one job of a kind it has a handler for. Classify jobs wait in the queue unt
 with a classifier takes them; a worker without one never claims them. A worker with one
 keeps a few classify jobs in flight (``worker.classify.Prefetcher``): their series are read
 and preprocessed in a small thread pool while this loop runs the network for the oldest.
+
+Time comes from one ``Clock`` (``ivcontrast.clock``), passed to the queue and so to its
+``LeaseKeeper``, which keeps the leases of the running job and of the jobs in flight alike.
 """
 
 from __future__ import annotations
@@ -12,17 +15,16 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select, update
 
+from ivcontrast.clock import SYSTEM_CLOCK, Clock
 from ivcontrast.config import Settings
 from ivcontrast.processes import hostname, pid_alive, unique_process_id
 from ivcontrast.store.db import Database
 from ivcontrast.store.models import Worker as WorkerRow
-from ivcontrast.store.models import utcnow
 from ivcontrast.store.queue import (
     JobHandler,
     JobQueue,
@@ -75,14 +77,20 @@ class Worker:
         handlers: Mapping[str, JobHandler],
         *,
         sweep: bool = True,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.settings = settings.worker
         self.db = db
         self.handlers = dict(handlers)
         self.sweep = sweep
+        self.clock = clock
         self.id = unique_process_id()
         self.queue = JobQueue(
-            db, self.id, self.settings.lease_seconds, self.settings.retry_backoff_seconds
+            db,
+            self.id,
+            self.settings.lease_seconds,
+            self.settings.retry_backoff_seconds,
+            clock=clock,
         )
         self.rule = CompletionRule(self.settings.quiet_seconds, self.settings.settle_seconds)
         self.spool = settings.spool_path
@@ -107,6 +115,7 @@ class Worker:
 
     def start(self) -> None:
         """Register, and reap the leases that a crashed predecessor left behind."""
+        now = self.clock.now()
         with self.db.write() as session:
             session.add(
                 WorkerRow(
@@ -114,11 +123,13 @@ class Worker:
                     host=hostname(),
                     pid=os.getpid(),
                     kinds=",".join(sorted(self.handlers)),
+                    started_at=now,
+                    heartbeat_at=now,
                 )
             )
         self._expire_leases_of_dead_neighbours()
-        reap_expired(self.db, on_final=mark_series_failed)
-        self._next_reap = time.monotonic() + self.settings.reap_seconds
+        reap_expired(self.db, on_final=mark_series_failed, now=self.clock.now())
+        self._next_reap = self.clock.monotonic() + self.settings.reap_seconds
         log.info("worker %s started; job kinds: %s", self.id, ", ".join(sorted(self.handlers)))
 
     def _expire_leases_of_dead_neighbours(self) -> None:
@@ -134,7 +145,7 @@ class Worker:
                 )
             ).all()
             dead = [row for row in rows if not pid_alive(row.pid)]
-            now = utcnow()
+            now = self.clock.now()
             for row in dead:
                 row.stopped_at = now
             if dead:
@@ -155,7 +166,7 @@ class Worker:
             session.execute(
                 update(WorkerRow)
                 .where(WorkerRow.id == self.id)
-                .values(stopped_at=utcnow(), jobs_done=self._done, jobs_failed=self._failed)
+                .values(stopped_at=self.clock.now(), jobs_done=self._done, jobs_failed=self._failed)
             )
         log.info("worker %s stopped (%d jobs done, %d failed)", self.id, self._done, self._failed)
 
@@ -190,18 +201,20 @@ class Worker:
         jobs (checks are milliseconds) instead of waiting, so a burst of completed series
         reaches the classify queue together and their reading overlaps inference.
         """
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if self.sweep and now >= self._next_sweep:
-            sweep_once(self.db, self.rule, self.settings.max_attempts)
+            sweep_once(self.db, self.rule, self.settings.max_attempts, now=self.clock.now())
             self._next_sweep = now + self.settings.sweep_seconds
         if now >= self._next_reap:
-            reap_expired(self.db, on_final=mark_series_failed)
+            reap_expired(self.db, on_final=mark_series_failed, now=self.clock.now())
             self._next_reap = now + self.settings.reap_seconds
         if now >= self._next_heartbeat:
             self._heartbeat()
             self._next_heartbeat = now + HEARTBEAT_SECONDS
         if self.sweep and self.settings.spool_retention_days > 0 and now >= self._next_retention:
-            prune_once(self.db, self.spool, self.settings.spool_retention_days)
+            prune_once(
+                self.db, self.spool, self.settings.spool_retention_days, now=self.clock.now()
+            )
             self._next_retention = now + RETENTION_CHECK_SECONDS
         ran = False
         self._fill_pipeline()
@@ -277,5 +290,7 @@ class Worker:
             session.execute(
                 update(WorkerRow)
                 .where(WorkerRow.id == self.id)
-                .values(heartbeat_at=utcnow(), jobs_done=self._done, jobs_failed=self._failed)
+                .values(
+                    heartbeat_at=self.clock.now(), jobs_done=self._done, jobs_failed=self._failed
+                )
             )
