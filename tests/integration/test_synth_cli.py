@@ -130,3 +130,20 @@ def test_synth_as_a_subprocess_in_parallel(tmp_path: Path) -> None:
     assert all(r["phase"] in ("arterial", "portal_venous", "delayed") for r in rows)
     ds = pydicom.dcmread(next(Path(rows[0]["folder"]).glob("*.dcm")))
     assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.5"
+
+
+def test_synth_forces_confounders_into_the_manifest(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = ["synth", str(out), "-n", "2", "--region", "headneck", "--contrast", "no"]
+    args += ["--matrix", "64", "--slices", "4", "--preview"]
+    for forced in ("vessel_calcium=heavy", "intracranial_calcium=choroid_plexus+pineal"):
+        args += ["--confounder", forced]
+    args += ["--confounder", "kvp=80", "--confounder", "brain=yes", "--confounder", "tilt=12"]
+    assert main(args) == 0
+    for row in read_manifest(out / "manifest.csv"):
+        assert row["vessel_calcium"] == "heavy"
+        assert row["intracranial_calcium"] == "choroid_plexus+pineal"
+        assert (row["kvp"], row["brain"], row["tilt"]) == ("80", "1", "12")
+        ds = pydicom.dcmread(sorted(Path(row["folder"]).glob("*.dcm"))[0])
+        assert float(ds.KVP) == 80 and float(ds.GantryDetectorTilt) == 12
+    assert main(["synth", str(tmp_path / "bad"), "--confounder", "colour=blue"]) != 0

@@ -13,8 +13,8 @@ from scipy import ndimage
 
 from ivcontrast.synth import LABEL, Phase, SeriesSpec, SyntheticSeries
 
-# Blood-pool HU by phase, widened by the calibration offset (+-10 HU) and the error of
-# a mean over an eroded vessel mask (+-5 HU).
+# Blood-pool HU by phase at 120 kV with a normal bolus, widened by the calibration
+# offset (+-10 HU) and the error of a mean over an eroded vessel mask (+-5 HU).
 ARTERY_RANGE = {
     Phase.NONE: (15.0, 65.0),
     Phase.ARTERIAL: (235.0, 465.0),
@@ -59,6 +59,8 @@ def test_chest_aorta_hu_matches_the_phase(tmp_path: Path, phase: Phase) -> None:
         spacing=30.0,
         noise=12.0,
         arms="up",
+        kvp=120,
+        bolus="normal",
     )
     values = _measure(tmp_path, spec, ("aorta",))
     assert len(values) >= 3, "the aorta should be in most chest slices"
@@ -78,6 +80,8 @@ def test_neck_carotid_hu_matches_the_phase(tmp_path: Path, phase: Phase) -> None
         thickness=3.0,
         spacing=15.0,
         noise=10.0,
+        kvp=120,
+        bolus="normal",
     )
     series = SyntheticSeries(spec)
     paths = series.write(tmp_path / "neck")
@@ -110,6 +114,8 @@ def test_classes_separate_on_the_same_patient(tmp_path: Path) -> None:
         spacing=40.0,
         noise=8.0,
         arms="up",
+        kvp=120,
+        bolus="normal",
     )
     means: dict[Phase, float] = {}
     for phase in Phase:

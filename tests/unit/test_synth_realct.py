@@ -63,6 +63,7 @@ def _phantom(seed: int, noise: float, matrix: int) -> list[tuple[np.ndarray, np.
         spacing=30.0,
         noise=noise,
         arms="up",
+        pet_ct=False,  # a chest CT, as the real thorax (a PET/CT would reach the head)
     )
     series = SyntheticSeries(spec)
     out = []

@@ -84,6 +84,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kind", choices=["axial", "localizer"], default="axial")
     parser.add_argument("--sop-class", choices=["ct", "sc", "mr"], default="ct")
     parser.add_argument(
+        "--confounder",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="force a confounder in every series (repeatable), e.g. vessel_calcium=heavy, "
+        "intracranial_calcium=choroid_plexus+pineal, kvp=80, pet_ct=yes, brain=yes, tilt=15, "
+        "arms=up, bolus=weak, thyroid_hu=110, beam_hardening=2 (default: drawn)",
+    )
+    parser.add_argument(
         "--preview", action="store_true", help="write previews/<series>.png montages"
     )
     parser.add_argument("-j", "--jobs", type=int, default=1, help="parallel worker processes")
@@ -193,6 +202,14 @@ def _common_spec(args: argparse.Namespace) -> dict[str, Any]:
                 f"--tag-rates {args.tag_rates}: expected three numbers C,M,W"
             ) from None
         spec["tag_rates"] = rates
+    from ivcontrast.synth.confounders import parse_confounder
+
+    for text in args.confounder:
+        try:
+            key, value = parse_confounder(text)
+        except ValueError as exc:
+            raise CommandError(f"--confounder {exc}") from None
+        spec[key] = value
     return spec
 
 

@@ -8,6 +8,11 @@ The physics of contrast is the only thing that separates the classes; everything
     paths = write_series(spec, tmp_path / "s1")
     truth = SyntheticSeries(spec).truth(10)
     aorta_hu = truth.hu[truth.mask("aorta")].mean()
+
+Non-contrast phantoms also carry what makes real unenhanced scans look enhanced
+(``synth.confounders``: calcified vessel walls and brain, a dense thyroid, low kV,
+PET/CT, gantry tilt, beam hardening; a weak bolus in contrast series), each a spec field
+that is drawn when ``None``: ``SeriesSpec(vessel_calcium="heavy", kvp=80)``.
 """
 
 from ivcontrast.synth.physiology import (

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ivcontrast.synth.confounder_anatomy import Extras, add_extras
 from ivcontrast.synth.geometry import (
     Blob,
     Capsule,
@@ -64,6 +65,8 @@ class Patient:
     calcified: bool
     sternotomy: bool
     injection_side: str  # "right" or "left": which arm vein carries undiluted contrast
+    vessel_calcium: str = "none"  # "none" | "mild" | "heavy": calcified vessel walls
+    intracranial_calcium: tuple[str, ...] = ()  # choroid_plexus, pineal, falx, basal_ganglia
 
     def manifest(self) -> dict[str, object]:
         return {
@@ -83,6 +86,8 @@ class Patient:
             "calcified_plaque": self.calcified,
             "sternotomy_wires": self.sternotomy,
             "injection_side": self.injection_side,
+            "vessel_calcium": self.vessel_calcium,
+            "intracranial_calcium": "+".join(self.intracranial_calcium) or "none",
         }
 
 
@@ -174,9 +179,12 @@ def _pw(z: float, knots: list[tuple[float, float]]) -> float:
 class _Builder:
     """Draws one patient and lays out its shapes. Methods add shapes in painting order."""
 
-    def __init__(self, rng: Rng, arms: str, prone: bool) -> None:
+    def __init__(self, rng: Rng, arms: str, prone: bool, extras: Extras | None = None) -> None:
         self.rng = rng
         self.prone = prone
+        self.extras = extras
+        self.arm_bones: list[Sequence[Sequence[float]]] = []
+        self.carotid_radii: list[float] = []
         self.shapes: list[Shape] = []
         self.metal: list[Metal] = []
         self.dense_pairs: list[
@@ -302,7 +310,10 @@ class _Builder:
         self.spine()
         self.neck()
         self.head()
+        plaques = len(self.shapes)
         self.calcium_and_metal()
+        if self.extras is not None:
+            add_extras(self, self.extras, slice(plaques, len(self.shapes)))
         # Drawn last, from its own generator: the shapes above keep their draws.
         deformation = Deformation(
             np.random.default_rng(int(self.rng.integers(2**63))),
@@ -440,6 +451,7 @@ class _Builder:
                     knots.append((z, x, 0.15 * self.B(z), r_arm * 0.9, r_arm * 1.05))
                 self.arm_layers(knots)
                 bone = [(k[0], k[1] - side * 4, k[2] + 4, 11.0, 11.0) for k in knots]
+                self.arm_bones.append(bone)
                 self.ellipse("bone_cortical", "cortical", bone)
                 self.ellipse("bone_trabecular", "marrow", [(*b[:3], 6.5, 6.5) for b in bone])
             else:
@@ -452,6 +464,7 @@ class _Builder:
                     knots.append((z, x, y, r_arm, r_arm * 1.1))
                 self.arm_layers(knots)
                 bone = [(k[0], k[1], k[2], 11.0, 11.0) for k in knots]
+                self.arm_bones.append(bone)
                 self.ellipse("bone_cortical", "cortical", bone)
                 self.ellipse("bone_trabecular", "marrow", [(*b[:3], 6.5, 6.5) for b in bone])
 
@@ -1531,6 +1544,7 @@ class _Builder:
             )
             self.vessel("carotid", "blood_art", eca, [r * 0.8, r * 0.65, r * 0.5], wall=0.5)
             self.carotid_bulbs.append((cx, cy, bif))
+            self.carotid_radii.append(r)
             jr = rng.uniform(4.5, 9.0) * (1.2 if side < 0 else 0.9)
             jx = side * (na * 0.62 + rng.uniform(-2, 4))
             jug = [
@@ -1928,10 +1942,14 @@ def _cuts(samples: np.ndarray, z: float) -> list[tuple[float, float, float]]:
     return list(zip(hit[:, 0].tolist(), hit[:, 1].tolist(), r.tolist(), strict=True))
 
 
-def build_anatomy(rng: Rng, arms: str = "down", prone: bool = False) -> Anatomy:
+def build_anatomy(
+    rng: Rng, arms: str = "down", prone: bool = False, extras: Extras | None = None
+) -> Anatomy:
     """One random patient; the same generator state always gives the same patient.
 
     ``arms`` ("up" or "down") and ``prone`` are how the patient lay on the table for
     this series: they move the arms and flatten the side lying on the table.
+    ``extras``: the confounders (calcified vessel walls, the brain's ventricles and
+    calcifications), forced or drawn from their own seed; ``None`` leaves them out.
     """
-    return _Builder(rng, arms, prone).build()
+    return _Builder(rng, arms, prone, extras).build()

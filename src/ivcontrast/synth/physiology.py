@@ -83,6 +83,7 @@ LABELS: tuple[str, ...] = (
     "table",
     "dural_sinus",
     "lens",
+    "ventricle",
 )
 LABEL: dict[str, int] = {name: i for i, name in enumerate(LABELS)}
 
@@ -196,7 +197,8 @@ def patient_tissues(rng: np.random.Generator) -> dict[str, float]:
     fatty_liver = rng.random() < 0.15
     density = rng.choice(["low", "normal", "dense"], p=[0.25, 0.6, 0.15])
     trab = {"low": u(70, 140), "normal": u(140, 240), "dense": u(240, 330)}[str(density)]
-    thyroid = u(60, 85) if rng.random() < 0.1 else u(85, 130)
+    # iodine-rich: 80-120 HU unenhanced; a few glands (thyroiditis, low iodine) lower
+    thyroid = u(55, 80) if rng.random() < 0.1 else u(80, 120)
     return {
         "air": -1000.0,
         "skin": u(20, 55),
@@ -242,6 +244,10 @@ def patient_tissues(rng: np.random.Generator) -> dict[str, float]:
         "pad": u(-900, -700),
         "bowel_gas": -1000.0,
         "bowel_content": u(-60, 30),
+        # drawn last: the values above keep their draws
+        "calcium_wall": u(700, 1600),  # calcified vessel walls (rims, plaques)
+        "calcium_brain": u(200, 900),  # choroid plexus, pineal, falx
+        "calcium_faint": u(100, 220),  # basal ganglia
     }
 
 

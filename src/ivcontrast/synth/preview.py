@@ -24,17 +24,19 @@ def montage(
     level: float = 40.0,
     width: float = 400.0,
 ) -> Image.Image:
-    """Tiles of windowed slices with an optional caption under each and a title on top."""
+    """Tiles of windowed slices with an optional caption under each and a title on top
+    (one line per line of ``title``)."""
     if not slices:
         raise ValueError("montage: no slices")
     columns = max(1, min(columns, len(slices)))
     rows = (len(slices) + columns - 1) // columns
-    head = 18 if title else 0
+    lines = title.split("\n") if title else []
+    head = 18 + 13 * (len(lines) - 1) if lines else 0
     foot = 14 if captions else 0
     sheet = Image.new("L", (columns * tile, head + rows * (tile + foot)), 0)
     draw = ImageDraw.Draw(sheet)
-    if title:
-        draw.text((4, 3), title, fill=255)
+    for k, line in enumerate(lines):
+        draw.text((4, 3 + 13 * k), line, fill=255)
     for i, hu in enumerate(slices):
         img = Image.fromarray(window(hu, level, width)).resize(
             (tile, tile), Image.Resampling.BILINEAR

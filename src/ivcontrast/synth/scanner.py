@@ -46,6 +46,7 @@ class Acquisition:
     tilt_deg: float
     seed: int
     scan_z: tuple[float, float] = (-330.0, 330.0)  # anatomy z range the series covers
+    beam_hardening: float = 1.0  # scales the dark bands and streaks between dense bones
 
 
 class Scanner:
@@ -240,7 +241,7 @@ class Scanner:
                 continue
             x0, y0, x1, y1 = seg
             band = _line_band(self.xs, self.ys, x0, y0, x1, y1, width=6.0 + acq.blur_mm * 3)
-            hu -= F32(strength) * band
+            hu -= F32(strength * acq.beam_hardening) * band
         for metal in self.anatomy.metal:
             if metal.zmin - acq.thickness / 2 <= z <= metal.zmax + acq.thickness / 2:
                 self._streaks(hu, metal.x, metal.y, metal.strength, rng)
@@ -281,7 +282,9 @@ class Scanner:
         body = np.minimum(inner * 8.0, 1.0)
         sigma = F32(acq.noise_sigma) * (F32(0.45) + F32(0.55) * body + F32(0.35) * inner)
         hu += noise * sigma
-        strength = sum(s for fn, s in self.anatomy.dense_pairs if fn(z) is not None)
+        strength = acq.beam_hardening * sum(
+            s for fn, s in self.anatomy.dense_pairs if fn(z) is not None
+        )
         if strength > 0:
             r = np.random.default_rng([acq.seed, index, 0x57])
             f = self.streak_bank[int(r.integers(_BANK))]

@@ -16,6 +16,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from scipy import ndimage
 
+from ivcontrast.synth.confounders import apply_kvp, apply_weak_bolus
 from ivcontrast.synth.dicom import (
     padding_value,
     pixel_range,
@@ -63,8 +64,12 @@ class SyntheticSeries:
         self.plan, self.anatomy = plan_series(spec)
         plan = self.plan
         base = patient_tissues(np.random.default_rng([plan.anatomy_seed, 0xC1]))
+        base["thyroid"] = plan.thyroid_hu
         rng = np.random.default_rng([plan.seed, 0xE7])
         hu = series_tissues(base, Phase(plan.phase), rng, plan.injected_dense)
+        if plan.bolus == "weak":
+            apply_weak_bolus(hu, base, np.random.default_rng([plan.seed, 0xB7]))
+        apply_kvp(hu, base, plan.kvp)
         if plan.oral_contrast:
             hu["oesophagus_lumen"] = hu["oral_contrast"]
             hu["fluid"] = hu["oral_contrast"] * rng.uniform(0.4, 0.9)
@@ -89,6 +94,7 @@ class SyntheticSeries:
             table_shell=plan.table_shell,
             prone=plan.patient_position.endswith("P"),
             tilt_deg=plan.tilt,
+            beam_hardening=plan.beam_hardening,
             seed=plan.seed,
             scan_z=(plan.z_top - (plan.slices - 1) * plan.spacing, plan.z_top),
         )
@@ -230,7 +236,7 @@ class SyntheticSeries:
         """The ``index``-th dataset (InstanceNumber index + 1), with file meta."""
         return self._build(index)[0]
 
-    def _build(self, index: int) -> tuple[Dataset, np.ndarray]:
+    def _build(self, index: int) -> tuple[Dataset, np.ndarray, np.ndarray]:
         plan = self.plan
         geo = self._geometry(index)
         constant = self._constant
@@ -244,9 +250,9 @@ class SyntheticSeries:
             slice_location=float(geo.get("slice_location", 0.0)),  # type: ignore[arg-type]
             acquisition_seconds=0.5 * self.acquisition_index(index) * plan.spacing / 20.0,
         )
-        raw, _, _ = self._pixels(index)
+        raw, labels, _ = self._pixels(index)
         set_pixels(ds, raw, plan)
-        return ds, raw
+        return ds, raw, labels
 
     def datasets(self) -> Iterator[Dataset]:
         for i in range(len(self)):
@@ -268,22 +274,32 @@ class SyntheticSeries:
     ) -> list[Path]:
         """Write every slice into ``folder`` (created); returns the paths in order.
 
-        ``preview``: also write a PNG montage (soft-tissue window) of evenly spaced slices.
+        ``preview``: also write a PNG montage (soft-tissue window) of evenly spaced slices
+        and of the slices with the most calcification (the confounders, where present).
         """
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
         n = len(self)
-        keep = set(np.linspace(0, n - 1, min(preview_slices, n)).round().astype(int).tolist())
+        even = max(preview_slices - _CONFOUNDER_TILES, 1)
+        keep = set(np.linspace(0, n - 1, min(even, n)).round().astype(int).tolist())
         shown: list[tuple[int, np.ndarray]] = []
+        calcified: list[tuple[int, int, np.ndarray]] = []
         paths = []
+        calcium = LABEL["calcification"]
         for i in range(n):
             path = out / self.file_name(i)
-            ds, raw = self._build(i)
+            ds, raw, labels = self._build(i)
             ds.save_as(path, enforce_file_format=True)
             paths.append(path)
-            if preview is not None and i in keep:
+            if preview is None:
+                continue
+            if i in keep:
                 shown.append((i, self.display_hu(raw)))
+            elif (count := int(np.count_nonzero(labels == calcium))) > 0:
+                calcified.append((count, i, self.display_hu(raw)))
+                calcified = _spread_top(calcified, _CONFOUNDER_TILES, max(n // 12, 1))
         if preview is not None:
+            shown = sorted(shown + [(i, hu) for _, i, hu in calcified], key=lambda t: t[0])
             self.save_preview(preview, shown)
         log.debug("wrote %d slices of series %s to %s", len(paths), self.plan.series_uid, out)
         return paths
@@ -293,7 +309,11 @@ class SyntheticSeries:
         loc = plan.kind == SeriesKind.LOCALIZER.value
         title = (
             f"{plan.region} {plan.phase} seed={plan.seed} {plan.manufacturer} {plan.kernel} "
-            f"{plan.thickness:g}mm noise={plan.noise_sigma:.0f}HU tag={plan.tag_state}"
+            f"{plan.thickness:g}mm noise={plan.noise_sigma:.0f}HU tag={plan.tag_state}\n"
+            f"{plan.kvp}kV tilt={plan.tilt:.0f} arms={plan.arms} pet_ct={int(plan.pet_ct)} "
+            f"brain={int(plan.brain)} bolus={plan.bolus} vessel_ca={plan.vessel_calcium} "
+            f"head_ca={'+'.join(plan.intracranial_calcium) or 'none'} "
+            f"thyroid={plan.thyroid_hu:.0f}HU bh={plan.beam_hardening:.2f}"
         )
         captions = [f"#{i + 1} z={self.anatomy_z(i) + plan.z_offset:.0f}" for i, _ in shown]
         return save_montage(
@@ -304,6 +324,22 @@ class SyntheticSeries:
             level=1000.0 if loc else 40.0,
             width=3000.0 if loc else 400.0,
         )
+
+
+_CONFOUNDER_TILES = 4  # preview tiles kept for the slices with the most calcification
+
+
+def _spread_top(
+    items: list[tuple[int, int, np.ndarray]], k: int, gap: int
+) -> list[tuple[int, int, np.ndarray]]:
+    """The ``k`` items with the largest count whose slice indices lie ``gap`` apart."""
+    out: list[tuple[int, int, np.ndarray]] = []
+    for item in sorted(items, key=lambda t: -t[0]):
+        if all(abs(item[1] - o[1]) >= gap for o in out):
+            out.append(item)
+        if len(out) == k:
+            break
+    return out
 
 
 def _mr_signal(hu: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -16,7 +16,19 @@ from typing import Any
 import numpy as np
 
 from ivcontrast.synth.anatomy import Anatomy, build_anatomy
-from ivcontrast.synth.physiology import Phase
+from ivcontrast.synth.confounder_anatomy import Extras
+from ivcontrast.synth.confounders import (
+    BOLUS,
+    INTRACRANIAL,
+    KVP_CHOICES,
+    KVP_RATES,
+    VESSEL_CALCIUM,
+    SeriesConfounders,
+    draw_series_confounders,
+    kv_factors,
+)
+from ivcontrast.synth.physiology import Phase, patient_tissues
+from ivcontrast.synth.vendors import AGENTS, NO_AGENT, PET_MODELS, SCANNERS
 
 
 class Region(enum.StrEnum):
@@ -57,61 +69,6 @@ DEFAULT_TAG_RATES: tuple[float, float, float] = (0.244, 0.6, 0.156)
 
 PATIENT_POSITIONS = ("HFS", "FFS", "HFP", "FFP")
 
-# Manufacturer conventions: models, soft and sharp kernels, pixel representation
-# (signed?), rescale intercept, padding outside the reconstruction circle.
-SCANNERS: tuple[dict[str, Any], ...] = (
-    {
-        "manufacturer": "SIEMENS",
-        "models": ("SOMATOM Definition AS+", "SOMATOM Force", "SOMATOM go.Up", "Biograph40_mCT"),
-        "soft": ("Br36f", "B30f", "I30f", "Br38f", "B31f"),
-        "sharp": ("B45f", "Br44f", "I40f", "Bv40"),
-        "signed": False,
-        "intercept": -1024,
-        "padding": False,
-    },
-    {
-        "manufacturer": "GE MEDICAL SYSTEMS",
-        "models": ("LightSpeed VCT", "Revolution CT", "Discovery CT750 HD", "Optima CT660"),
-        "soft": ("STANDARD", "SOFT"),
-        "sharp": ("DETAIL", "CHEST"),
-        "signed": True,
-        "intercept": -1024,
-        "padding": True,
-    },
-    {
-        "manufacturer": "Philips",
-        "models": ("Brilliance 64", "iCT 256", "IQon - Spectral CT", "Brilliance Big Bore"),
-        # the real Philips thorax in shared/realct, kernel C, has a soft kernel's noise
-        "soft": ("B", "A", "UB", "C"),
-        "sharp": ("D", "YA", "YB"),
-        "signed": False,
-        "intercept": -1024,
-        "padding": False,
-    },
-    {
-        "manufacturer": "TOSHIBA",
-        "models": ("Aquilion ONE", "Aquilion PRIME", "Aquilion Lightning"),
-        "soft": ("FC03", "FC08", "FC18"),
-        "sharp": ("FC13", "FC51"),
-        "signed": True,
-        "intercept": 0,
-        "padding": False,
-    },
-)
-
-AGENTS = (
-    "OMNIPAQUE 350",
-    "IOMERON 400",
-    "ULTRAVIST 370",
-    "VISIPAQUE 320",
-    "IOPAMIRO 370",
-    "APPLIED",
-    "IV CONTRAST",
-    "Yes",
-    "C+",
-)
-NO_AGENT = ("N", "NO", "n")  # what the study's tag check read as "no contrast"
-
 
 @dataclass(frozen=True)
 class SeriesSpec:
@@ -143,10 +100,20 @@ class SeriesSpec:
     signed: bool | None = None
     rescale_intercept: int | None = None
     patient_position: str | None = None
-    tilt: float = 0.0
+    tilt: float | None = None
     reverse: bool = False
     arms: str | None = None
     manufacturer: str | None = None
+    # Confounders (synth.confounders has their rates): None = drawn. ``brain`` applies
+    # to head-and-neck series, ``bolus`` to contrast series (the plan says "none" else).
+    kvp: int | None = None
+    pet_ct: bool | None = None
+    brain: bool | None = None
+    vessel_calcium: str | None = None
+    intracranial_calcium: tuple[str, ...] | None = None
+    thyroid_hu: float | None = None
+    bolus: str | None = None
+    beam_hardening: float | None = None
 
     def __post_init__(self) -> None:
         coerce = {
@@ -161,6 +128,11 @@ class SeriesSpec:
             object.__setattr__(self, "tag", TagState(self.tag))
         if self.image_type is not None:
             object.__setattr__(self, "image_type", tuple(self.image_type))
+        calcs = self.intracranial_calcium
+        if isinstance(calcs, str):  # "choroid_plexus+pineal", "none" or ""
+            calcs = () if calcs in ("", "none") else calcs.replace(",", "+").split("+")
+        if calcs is not None:
+            object.__setattr__(self, "intracranial_calcium", tuple(calcs))
         self.validate()
 
     def validate(self) -> None:
@@ -198,8 +170,9 @@ class SeriesSpec:
             raise ValueError(
                 f"patient_position: {self.patient_position!r} is not one of {PATIENT_POSITIONS}"
             )
-        if not -30.0 <= self.tilt <= 30.0:
+        if self.tilt is not None and not -30.0 <= self.tilt <= 30.0:
             raise ValueError(f"tilt: {self.tilt} degrees is outside -30..30")
+        self._validate_confounders()
         if self.arms not in (None, "up", "down"):
             raise ValueError(f"arms: {self.arms!r} is not 'up' or 'down'")
         rates = self.tag_rates
@@ -208,6 +181,23 @@ class SeriesSpec:
         names = [s["manufacturer"] for s in SCANNERS]
         if self.manufacturer is not None and self.manufacturer not in names:
             raise ValueError(f"manufacturer: {self.manufacturer!r} is not one of {names}")
+
+    def _validate_confounders(self) -> None:
+        if self.kvp is not None and not 70 <= self.kvp <= 150:
+            raise ValueError(f"kvp: {self.kvp} is outside 70..150")
+        if self.vessel_calcium not in (None, *VESSEL_CALCIUM):
+            raise ValueError(
+                f"vessel_calcium: {self.vessel_calcium!r} is not one of {VESSEL_CALCIUM}"
+            )
+        unknown = set(self.intracranial_calcium or ()) - set(INTRACRANIAL)
+        if unknown:
+            raise ValueError(f"intracranial_calcium: {sorted(unknown)} not in {INTRACRANIAL}")
+        if self.thyroid_hu is not None and not 0 <= self.thyroid_hu <= 400:
+            raise ValueError(f"thyroid_hu: {self.thyroid_hu} is outside 0..400")
+        if self.bolus not in (None, *BOLUS):
+            raise ValueError(f"bolus: {self.bolus!r} is not one of {BOLUS}")
+        if self.beam_hardening is not None and not 0 <= self.beam_hardening <= 5:
+            raise ValueError(f"beam_hardening: {self.beam_hardening} is outside 0..5")
 
 
 @dataclass(frozen=True)
@@ -271,6 +261,14 @@ class SeriesPlan:
     birth_date: str
     accession: str
     window: tuple[float, float]
+    # confounders (synth.confounders)
+    pet_ct: bool = False
+    brain: bool = False
+    bolus: str = "none"
+    beam_hardening: float = 1.0
+    thyroid_hu: float = 100.0
+    vessel_calcium: str = "none"
+    intracranial_calcium: tuple[str, ...] = ()
     patient: dict[str, Any] = field(default_factory=dict)
 
     def manifest_row(self) -> dict[str, Any]:
@@ -280,6 +278,7 @@ class SeriesPlan:
         row["window"] = f"{self.window[0]:g}/{self.window[1]:g}"
         row["tag_value"] = "" if self.tag_value is None else self.tag_value
         row["tag_present"] = self.tag_value is not None
+        row["intracranial_calcium"] = "+".join(self.intracranial_calcium) or "none"
         row.update({f"patient_{k}": v for k, v in self.patient.items()})
         return row
 
@@ -300,73 +299,74 @@ def _choice(
     return options[int(rng.choice(len(options), p=p))]
 
 
-def plan_series(spec: SeriesSpec) -> tuple[SeriesPlan, Anatomy]:
-    """Resolve a spec: draw every unspecified value and build the patient."""
-    rng = np.random.default_rng([spec.seed, 0x5E])
-    anatomy_seed = spec.seed if spec.anatomy_seed is None else spec.anatomy_seed
-    prng = np.random.default_rng([anatomy_seed, 0xA7])
-    region = spec.region
-    chest = region is Region.CHEST
-    arms = spec.arms or ("down" if not chest or rng.random() < 0.15 else "up")
-    position = spec.patient_position or str(
-        _choice(rng, PATIENT_POSITIONS, [0.88, 0.06, 0.04, 0.02])
-    )
-    anatomy = build_anatomy(
-        np.random.default_rng([anatomy_seed, 0xB0]), arms, prone=position.endswith("P")
-    )
-    h = anatomy.patient.height_scale
-
-    # Coverage: the region's anatomical range, or a window of it when slices are given.
-    if chest:
+def _coverage(
+    spec: SeriesSpec, rng: np.random.Generator, c: SeriesConfounders, h: float
+) -> tuple[float, float]:
+    """Top and bottom (anatomy z) of the region the series covers."""
+    if spec.region is Region.CHEST:
         top, bottom = (70 + rng.uniform(5, 35)) * h, rng.uniform(-265, -195) * h
-    else:
-        top, bottom = rng.uniform(215, 265) * h, rng.uniform(10, 50) * h
+        if c.pet_ct:
+            top = c.pet_top * h  # PET/CT: from the chest up into the head
+        return top, bottom
+    top, bottom = rng.uniform(215, 265) * h, rng.uniform(10, 50) * h
+    if c.brain:
+        top = c.brain_top * h
+        if c.head_only:
+            bottom = c.head_bottom * h
+    if c.pet_ct:
+        bottom = c.pet_bottom * h
+    return top, bottom
+
+
+def _slicing(
+    spec: SeriesSpec, rng: np.random.Generator, c: SeriesConfounders, top: float, bottom: float
+) -> tuple[float, float, int]:
+    """Thickness, spacing and slice count."""
+    chest = spec.region is Region.CHEST
     if spec.kind is SeriesKind.LOCALIZER:
         thickness = spec.thickness or 1.0
-        spacing = spec.spacing or thickness
-        slices = spec.slices or 2
-    else:
-        thickness = spec.thickness or float(
-            _choice(
-                rng,
-                (0.625, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 5.0),
-                [0.08, 0.2, 0.12, 0.08, 0.17, 0.1, 0.15, 0.1],
-            )
-            if chest
-            else _choice(rng, (0.625, 1.0, 1.25, 2.0, 2.5, 3.0), [0.1, 0.25, 0.15, 0.2, 0.15, 0.15])
+        return thickness, spec.spacing or thickness, spec.slices or 2
+    thickness = spec.thickness or float(
+        _choice(
+            rng,
+            (0.625, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 5.0),
+            [0.08, 0.2, 0.12, 0.08, 0.17, 0.1, 0.15, 0.1],
         )
-        overlap = rng.random() < 0.2
-        spacing = spec.spacing or (thickness * 0.8 if overlap and thickness >= 1.0 else thickness)
-        if spec.slices is None:
-            slices = int(np.clip(round((top - bottom) / spacing) + 1, 30, 600))
-        else:
-            slices = spec.slices
-    length = (slices - 1) * spacing
-    if length <= top - bottom:
-        z_top = top - rng.uniform(0, (top - bottom) - length)
+        if chest
+        else _choice(rng, (0.625, 1.0, 1.25, 2.0, 2.5, 3.0), [0.1, 0.25, 0.15, 0.2, 0.15, 0.15])
+    )
+    overlap = rng.random() < 0.2
+    if c.pet_ct and spec.thickness is None:
+        thickness, overlap = c.pet_thickness, False  # low-dose PET/CT: thick slices
+    spacing = spec.spacing or (thickness * 0.8 if overlap and thickness >= 1.0 else thickness)
+    if spec.slices is None:
+        slices = int(np.clip(round((top - bottom) / spacing) + 1, 30, 600))
     else:
-        z_top = (top + bottom) / 2 + length / 2
+        slices = spec.slices
+    return float(thickness), float(spacing), slices
 
-    # Field of view: the body's width plus a margin, sometimes too small (truncation).
-    zs = np.linspace(z_top - length, z_top, 9)
-    ext = [anatomy.body_extent(float(z)) for z in zs]
-    half_w = max(e[2] for e in ext)
-    cx = float(np.mean([e[0] for e in ext]))
-    cy = float(np.mean([e[1] for e in ext]))
+
+def _field_of_view(
+    spec: SeriesSpec, rng: np.random.Generator, c: SeriesConfounders, half_w: float
+) -> tuple[float, int]:
     if spec.fov is not None:
         fov = float(spec.fov)
-    elif chest:
+    elif spec.region is Region.CHEST:
         fov = float(np.clip(2 * half_w * rng.uniform(0.95, 1.25), 300, 500))
     else:
         fov = float(
             np.clip(rng.uniform(200, 300) if rng.random() < 0.7 else 2 * half_w * 1.05, 180, 500)
         )
-    if spec.matrix is not None:
-        matrix = spec.matrix
-    else:
-        matrix = 512 if rng.random() < 0.85 else 256
-    pixel_mm = fov / matrix
+    if c.pet_ct and spec.fov is None:
+        fov = c.pet_fov
+    matrix = spec.matrix if spec.matrix is not None else (512 if rng.random() < 0.85 else 256)
+    return fov, matrix
 
+
+def _reconstruction(
+    spec: SeriesSpec, rng: np.random.Generator
+) -> tuple[dict[str, Any], str, float, float, float | None]:
+    """Scanner, kernel, noise cutoff and blur, and the drawn noise (None when given)."""
     scanner = (
         next(s for s in SCANNERS if s["manufacturer"] == spec.manufacturer)
         if spec.manufacturer
@@ -380,10 +380,14 @@ def plan_series(spec: SeriesSpec) -> tuple[SeriesPlan, Anatomy]:
         cutoff, blur = rng.uniform(0.18, 0.3), rng.uniform(0.5, 0.9)
     else:
         cutoff, blur = rng.uniform(0.3, 0.5), rng.uniform(0.35, 0.75)
-    noise = (
-        spec.noise if spec.noise is not None else float(np.exp(rng.uniform(np.log(5), np.log(40))))
-    )
+    drawn = None if spec.noise is not None else float(np.exp(rng.uniform(np.log(5), np.log(40))))
+    return scanner, kernel, float(cutoff), float(blur), drawn
 
+
+def _pixel_format(
+    spec: SeriesSpec, rng: np.random.Generator, scanner: dict[str, Any]
+) -> tuple[bool, int, str]:
+    """Signed pixels, rescale intercept and what lies outside the reconstruction circle."""
     signed = scanner["signed"] if spec.signed is None else spec.signed
     if spec.rescale_intercept is not None:
         intercept = spec.rescale_intercept
@@ -393,35 +397,56 @@ def plan_series(spec: SeriesSpec) -> tuple[SeriesPlan, Anatomy]:
         intercept = scanner["intercept"] if (signed or scanner["intercept"] != 0) else -1024
     if not signed and intercept == 0:
         raise ValueError("rescale_intercept 0 needs signed pixels (HU below 0)")
-    bits_stored = 16 if signed else 12
     if scanner["padding"] and signed and intercept == -1024:
         circle = "padding"
     else:
         circle = str(_choice(rng, ("air", "none"), [0.7, 0.3]))
+    return bool(signed), int(intercept), circle
 
-    phase = spec.phase
+
+def plan_series(spec: SeriesSpec) -> tuple[SeriesPlan, Anatomy]:
+    """Resolve a spec: draw every unspecified value and build the patient."""
+    rng = np.random.default_rng([spec.seed, 0x5E])
+    anatomy_seed = spec.seed if spec.anatomy_seed is None else spec.anatomy_seed
+    conf = draw_series_confounders(spec)
+    chest = spec.region is Region.CHEST
+    arms = spec.arms or ("down" if not chest or rng.random() < 0.15 else "up")
+    arms = conf.arms or arms
+    position = spec.patient_position or str(
+        _choice(rng, PATIENT_POSITIONS, [0.88, 0.06, 0.04, 0.02])
+    )
+    extras = Extras(spec.vessel_calcium, spec.intracranial_calcium, anatomy_seed)
+    anatomy = build_anatomy(
+        np.random.default_rng([anatomy_seed, 0xB0]),
+        arms,
+        prone=position.endswith("P"),
+        extras=extras,
+    )
+    h = anatomy.patient.height_scale
+
+    # Coverage: the region's anatomical range, or a window of it when slices are given.
+    top, bottom = _coverage(spec, rng, conf, h)
+    thickness, spacing, slices = _slicing(spec, rng, conf, top, bottom)
+    length = (slices - 1) * spacing
+    if length <= top - bottom:
+        z_top = top - rng.uniform(0, (top - bottom) - length)
+    else:
+        z_top = (top + bottom) / 2 + length / 2
+
+    # Field of view: the body's width plus a margin, sometimes too small (truncation).
+    ext = [anatomy.body_extent(float(z)) for z in np.linspace(z_top - length, z_top, 9)]
+    fov, matrix = _field_of_view(spec, rng, conf, max(e[2] for e in ext))
+    scanner, kernel, cutoff, blur, drawn_noise = _reconstruction(spec, rng)
+    signed, intercept, circle = _pixel_format(spec, rng, scanner)
     tag = spec.tag or draw_tag_state(rng, spec.tag_rates)
-    value = tag_value(rng, phase.contrast, tag)
-
-    kinds = {
-        SopClass.CT: (
-            "CT",
-            ("ORIGINAL", "PRIMARY", "LOCALIZER" if spec.kind is SeriesKind.LOCALIZER else "AXIAL"),
-        ),
-        SopClass.SC: ("CT", ("DERIVED", "SECONDARY")),
-        SopClass.MR: ("MR", ("ORIGINAL", "PRIMARY", "M", "NONE")),
-    }
-    modality, image_type = kinds[spec.sop_class]
-    study_day = date(2014, 1, 1) + timedelta(days=int(prng.integers(0, 3650)))
-    study_seconds = int(prng.integers(7 * 3600, 19 * 3600))
-    phase_delay = {Phase.NONE: 0, Phase.ARTERIAL: 150, Phase.PORTAL_VENOUS: 190, Phase.DELAYED: 330}
-    series_seconds = study_seconds + phase_delay[phase] + int(rng.integers(0, 60))
-    patient = anatomy.patient
-    birth = study_day - timedelta(days=int(patient.age * 365.25 + prng.integers(0, 365)))
+    value = tag_value(rng, spec.phase.contrast, tag)
+    ident = _identity(spec, anatomy_seed, anatomy, rng)
+    late = _late_draws(spec, rng, scanner, ext, conf)
+    modality, image_type = _kinds(spec)
     plan = SeriesPlan(
-        region=region.value,
-        phase=phase.value,
-        contrast=phase.contrast,
+        region=spec.region.value,
+        phase=spec.phase.value,
+        contrast=spec.phase.contrast,
         seed=spec.seed,
         anatomy_seed=anatomy_seed,
         kind=spec.kind.value,
@@ -430,40 +455,90 @@ def plan_series(spec: SeriesSpec) -> tuple[SeriesPlan, Anatomy]:
         image_type=spec.image_type or image_type,
         matrix=matrix,
         slices=slices,
-        thickness=float(thickness),
-        spacing=float(spacing),
-        pixel_mm=pixel_mm,
+        thickness=thickness,
+        spacing=spacing,
+        pixel_mm=fov / matrix,
         fov_mm=fov,
-        centre_x=round(cx + rng.normal(0, 8), 1),
-        centre_y=round(cy + rng.normal(0, 12), 1),
         z_top=float(z_top),
-        z_offset=float(np.round(rng.uniform(-900, 150) * 2) / 2),
-        noise_sigma=float(noise),
-        noise_cutoff=float(cutoff),
-        blur_mm=float(blur),
+        noise_cutoff=cutoff,
+        blur_mm=blur,
         kernel=kernel,
         manufacturer=scanner["manufacturer"],
-        model=str(_choice(rng, scanner["models"])),
-        kvp=int(_choice(rng, (80, 100, 120, 140), [0.05, 0.3, 0.55, 0.1])),
-        mas=int(rng.integers(60, 350)),
-        hu_offset=float(rng.uniform(-10, 10)),
-        cupping=float(rng.uniform(0, 15)),
         fov_circle=circle,
-        table=str(_choice(rng, ("curved", "flat", "none"), [0.7, 0.2, 0.1])),
-        table_gap=float(rng.uniform(0, 60) if rng.random() < 0.5 else rng.uniform(0, 6)),
-        table_shell=float(rng.uniform(0.8, 3.0)),
         patient_position=position,
-        tilt=float(spec.tilt),
+        tilt=conf.tilt,
         reverse=spec.reverse,
         transfer_syntax=spec.transfer_syntax,
-        signed=bool(signed),
-        rescale_intercept=int(intercept),
-        bits_stored=bits_stored,
+        signed=signed,
+        rescale_intercept=intercept,
+        bits_stored=16 if signed else 12,
         tag_state=tag.value,
         tag_value=value,
         arms=arms,
-        oral_contrast=bool(rng.random() < 0.08),
-        injected_dense=bool(phase is Phase.ARTERIAL and rng.random() < 0.7),
+        patient=anatomy.patient.manifest(),
+        **_confounder_fields(spec, conf, anatomy, anatomy_seed, late["kvp"], drawn_noise),
+        **late,
+        **ident,
+    )
+    return plan, anatomy
+
+
+def _confounder_fields(
+    spec: SeriesSpec,
+    conf: SeriesConfounders,
+    anatomy: Anatomy,
+    anatomy_seed: int,
+    kvp: int,
+    drawn_noise: float | None,
+) -> dict[str, Any]:
+    """The plan's confounder fields, and the noise at this kV (when drawn)."""
+    bone_factor, _, noise_factor = kv_factors(kvp)
+    if drawn_noise is None:
+        noise = float(spec.noise)  # type: ignore[arg-type]
+    else:
+        noise = (conf.pet_noise if conf.pet_ct else drawn_noise) * noise_factor
+    thyroid = spec.thyroid_hu
+    if thyroid is None:
+        thyroid = patient_tissues(np.random.default_rng([anatomy_seed, 0xC1]))["thyroid"]
+    if spec.beam_hardening is not None:
+        hardening = float(spec.beam_hardening)
+    else:
+        hardening = conf.beam_hardening * bone_factor  # softer beams harden more
+    return dict(
+        noise_sigma=float(noise),
+        pet_ct=conf.pet_ct,
+        brain=conf.brain,
+        bolus=conf.bolus,
+        beam_hardening=hardening,
+        thyroid_hu=float(thyroid),
+        vessel_calcium=anatomy.patient.vessel_calcium,
+        intracranial_calcium=anatomy.patient.intracranial_calcium,
+    )
+
+
+def _kinds(spec: SeriesSpec) -> tuple[str, tuple[str, ...]]:
+    """Modality and ImageType of the SOP class and kind."""
+    if spec.sop_class is SopClass.SC:
+        return "CT", ("DERIVED", "SECONDARY")
+    if spec.sop_class is SopClass.MR:
+        return "MR", ("ORIGINAL", "PRIMARY", "M", "NONE")
+    axial = "LOCALIZER" if spec.kind is SeriesKind.LOCALIZER else "AXIAL"
+    return "CT", ("ORIGINAL", "PRIMARY", axial)
+
+
+def _identity(
+    spec: SeriesSpec, anatomy_seed: int, anatomy: Anatomy, rng: np.random.Generator
+) -> dict[str, Any]:
+    """UIDs, dates and names: the study's from the anatomy seed, the series' own."""
+    prng = np.random.default_rng([anatomy_seed, 0xA7])
+    phase = spec.phase
+    study_day = date(2014, 1, 1) + timedelta(days=int(prng.integers(0, 3650)))
+    study_seconds = int(prng.integers(7 * 3600, 19 * 3600))
+    phase_delay = {Phase.NONE: 0, Phase.ARTERIAL: 150, Phase.PORTAL_VENOUS: 190, Phase.DELAYED: 330}
+    series_seconds = study_seconds + phase_delay[phase] + int(rng.integers(0, 60))
+    birth = study_day - timedelta(days=int(anatomy.patient.age * 365.25 + prng.integers(0, 365)))
+    chest = spec.region is Region.CHEST
+    return dict(
         study_uid=uid("study", anatomy_seed),
         series_uid=uid("series", repr(spec)),
         frame_uid=uid("frame", anatomy_seed),
@@ -478,10 +553,43 @@ def plan_series(spec: SeriesSpec) -> tuple[SeriesPlan, Anatomy]:
         patient_name=f"SYNTHETIC^{'CHEST' if chest else 'HEADNECK'}^{anatomy_seed}",
         birth_date=birth.strftime("%Y%m%d"),
         accession=f"A{int(prng.integers(10**7, 10**8))}",
-        window=(40.0, 400.0) if rng.random() < 0.8 else (50.0, 350.0),
-        patient=patient.manifest(),
     )
-    return plan, anatomy
+
+
+def _late_draws(
+    spec: SeriesSpec,
+    rng: np.random.Generator,
+    scanner: dict[str, Any],
+    ext: list[tuple[float, float, float, float]],
+    conf: SeriesConfounders,
+) -> dict[str, Any]:
+    """The main generator's last draws, in their order: centring, scanner settings,
+    calibration, table, oral contrast, bolus and display window."""
+    cx = float(np.mean([e[0] for e in ext]))
+    cy = float(np.mean([e[1] for e in ext]))
+    out: dict[str, Any] = dict(
+        centre_x=round(cx + rng.normal(0, 8), 1),
+        centre_y=round(cy + rng.normal(0, 12), 1),
+        z_offset=float(np.round(rng.uniform(-900, 150) * 2) / 2),
+        model=str(_choice(rng, scanner["models"])),
+        kvp=int(_choice(rng, KVP_CHOICES, KVP_RATES)),
+        mas=int(rng.integers(60, 350)),
+        hu_offset=float(rng.uniform(-10, 10)),
+        cupping=float(rng.uniform(0, 15)),
+        table=str(_choice(rng, ("curved", "flat", "none"), [0.7, 0.2, 0.1])),
+        table_gap=float(rng.uniform(0, 60) if rng.random() < 0.5 else rng.uniform(0, 6)),
+        table_shell=float(rng.uniform(0.8, 3.0)),
+        oral_contrast=bool(rng.random() < 0.08),
+        injected_dense=bool(spec.phase is Phase.ARTERIAL and rng.random() < 0.7),
+        window=(40.0, 400.0) if rng.random() < 0.8 else (50.0, 350.0),
+    )
+    if conf.pet_ct:  # low-dose attenuation CT on a PET/CT scanner
+        out["model"] = PET_MODELS[scanner["manufacturer"]]
+        out["kvp"] = out["kvp"] if out["kvp"] in (100, 120) else 120
+        out["mas"] = conf.pet_mas
+    if spec.kvp is not None:
+        out["kvp"] = int(spec.kvp)
+    return out
 
 
 def draw_tag_state(rng: np.random.Generator, rates: tuple[float, float, float]) -> TagState:
