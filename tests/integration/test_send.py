@@ -148,6 +148,7 @@ def test_compressed_files_are_sent_when_accepted(tmp_path: Path) -> None:
     assert len(list((tmp_path / "rx").iterdir())) == 3
 
 
+@pytest.mark.slow
 def test_aborted_associations_fail_every_file(series: Path, tmp_path: Path) -> None:
     proc, port = start_storescp(tmp_path / "rx", "--abort-after")
     try:

@@ -94,6 +94,7 @@ def _aorta_levels(series: SyntheticSeries) -> list[tuple[float, float, int]]:
     return out
 
 
+@pytest.mark.slow
 def test_calcified_aortic_wall_is_bright_while_the_blood_stays_plain() -> None:
     common = dict(
         region="chest",
@@ -158,6 +159,7 @@ def test_low_kv_raises_bone_calcium_and_iodine() -> None:
     assert noisy.noise_sigma == pytest.approx(plain.noise_sigma * kv_factors(80)[2])
 
 
+@pytest.mark.slow
 def test_thyroid_is_dense_without_contrast_and_enhances_with_it() -> None:
     values = [patient_tissues(np.random.default_rng([s, 0xC1]))["thyroid"] for s in range(300)]
     assert all(55 <= v <= 120 for v in values)
@@ -205,6 +207,7 @@ def test_forcing_one_confounder_changes_no_other_draw() -> None:
         assert getattr(forced, name) == getattr(drawn, name), name
 
 
+@pytest.mark.slow
 def test_draw_rates_follow_age_and_region() -> None:
     plans = [
         series_plan(SeriesSpec(seed=s, region=("chest", "headneck")[s % 2], matrix=32))

@@ -101,6 +101,7 @@ def test_neck_carotid_hu_matches_the_phase(tmp_path: Path, phase: Phase) -> None
     assert lo - 15 <= min(values) and max(values) <= hi + 10, (phase, values)
 
 
+@pytest.mark.slow
 def test_classes_separate_on_the_same_patient(tmp_path: Path) -> None:
     """Same anatomy and scanner seed; only the phase differs: every enhanced blood pool
     is denser than the plain one, and arteries beat veins in the arterial phase."""

@@ -75,7 +75,10 @@ def _phantom(seed: int, noise: float, matrix: int) -> list[tuple[np.ndarray, np.
     return out
 
 
-pytestmark = pytest.mark.skipif(not THORAX.is_dir(), reason="shared/realct is not available")
+pytestmark = [
+    pytest.mark.skipif(not THORAX.is_dir(), reason="shared/realct is not available"),
+    pytest.mark.slow,
+]
 
 
 def test_real_tissue_peaks_lie_inside_the_phantom_population() -> None:
