@@ -214,6 +214,7 @@ def test_nothing_to_classify_is_an_error(
     assert "no DICOM series, NIfTI or NRRD found" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_as_a_subprocess_with_a_progress_bar(inputs: Inputs) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("IVCONTRAST_")}
     out = subprocess.run(

@@ -20,6 +20,8 @@ from ivcontrast.store.db import Database
 from ivcontrast.web import create_app
 from tests.support.web_store import fill_store, model_package, web_settings
 
+pytestmark = pytest.mark.slow
+
 TOKEN = "schema-token"
 EXAMPLES = 25
 
