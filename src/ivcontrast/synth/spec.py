@@ -15,8 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ivcontrast.synth.anatomy import Anatomy, build_anatomy
-from ivcontrast.synth.confounder_anatomy import Extras
+from ivcontrast.synth.anatomy import Anatomy, Extras, build_anatomy
 from ivcontrast.synth.confounders import (
     BOLUS,
     INTRACRANIAL,
