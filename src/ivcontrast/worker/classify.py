@@ -49,7 +49,6 @@ log = logging.getLogger(__name__)
 # Column widths of the results table (store.models.Result).
 _DEVICE_CHARS = 32
 _AGENT_CHARS = 64
-_STRUCTURE_CHARS = 64
 
 
 def load_classifier(settings: Settings) -> Classifier | None:
@@ -73,14 +72,6 @@ def result_fields(call: SeriesCall) -> dict[str, Any]:
         "model_sha256": call.model_sha256,
         "probability": call.probability,
         "label": call.label,
-        "network_label": call.network_label,
-        "review_reasons": call.review_reasons,
-        "physics_label": call.physics_label,
-        "physics_hu": call.physics_hu,
-        "physics_structure": None
-        if call.physics_structure is None
-        else call.physics_structure[:_STRUCTURE_CHARS],
-        "physics": call.physics,
         "threshold": call.threshold,
         "aggregation": call.aggregation,
         "slices_used": call.slices_used,
@@ -91,7 +82,6 @@ def result_fields(call: SeriesCall) -> dict[str, Any]:
         "load_seconds": call.load_seconds,
         "preprocess_seconds": call.preprocess_seconds,
         "inference_seconds": call.inference_seconds,
-        "physics_seconds": call.physics_seconds,
         "total_seconds": call.total_seconds,
     }
 
@@ -112,26 +102,26 @@ class ClassifySeries:
         plan = self.classifier.backend.prefetch
         return Prefetcher(self, queue, plan.threads, plan.depth)
 
-    def _version(self, job: LeasedJob) -> tuple[str, int]:
-        with self.db.session() as session:
-            row = session.execute(
-                select(Series.series_uid, Series.version).where(Series.id == job.series_id)
-            ).first()
+    @staticmethod
+    def _current(session: Session, job: LeasedJob) -> tuple[str, int]:
+        """The job's series UID and its current version."""
+        row = session.execute(
+            select(Series.series_uid, Series.version).where(Series.id == job.series_id)
+        ).first()
         if row is None:
             raise PermanentJobError(f"series {job.series_id} no longer exists")
         return str(row[0]), int(row[1])
+
+    def _version(self, job: LeasedJob) -> tuple[str, int]:
+        with self.db.session() as session:
+            return self._current(session, job)
 
     def prepare(self, job: LeasedJob) -> PreparedSeries:
         """Read, decode and preprocess the series' current instances (any thread)."""
         t0 = time.perf_counter()
         with self.db.session() as session:
             # One read transaction: the version and its instances are one snapshot.
-            row = session.execute(
-                select(Series.series_uid, Series.version).where(Series.id == job.series_id)
-            ).first()
-            if row is None:
-                raise PermanentJobError(f"series {job.series_id} no longer exists")
-            series_uid, version = str(row[0]), int(row[1])
+            series_uid, version = self._current(session, job)
             if version != job.series_version:
                 return PreparedSeries(None, series_uid=series_uid)
             paths = [
