@@ -128,6 +128,27 @@ class ClassifierSettings(_Section):
     batch_size: int = Field(
         default=0, ge=0, description="slices per inference batch; 0 = 32 on the CPU, 256 on CUDA"
     )
+    physics: bool = Field(
+        default=True,
+        description="measure the blood pool's HU as a second opinion beside the network",
+    )
+    physics_threshold_hu: float = Field(
+        default=125.0, ge=60.0, le=400.0, description="blood at or above this HU is enhanced"
+    )
+    physics_margin_hu: float = Field(
+        default=25.0,
+        ge=0.0,
+        le=200.0,
+        description="the physics opinion overrules the network into review only when the blood "
+        "pool lies at least this far from physics_threshold_hu",
+    )
+    review_band: float | None = Field(
+        default=None,
+        ge=0.0,
+        lt=0.5,
+        description="probabilities this close to the threshold go to review; "
+        "None = the model card's review_band",
+    )
 
 
 DESTINATION_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -206,6 +227,11 @@ class WritebackSettings(_Section):
         "disagreements"
     )
     min_confidence: float = Field(default=0.9, ge=0.5, le=1.0)
+    review: Literal["skip", "network"] = Field(
+        default="skip",
+        description="series in review (network and physics disagree, or an unsure "
+        "probability): skip = write nothing back; network = write the network's call",
+    )
     copies: bool = Field(default=True, description="send corrected copies of the series")
     report: bool = Field(default=True, description="send a DICOM SR of the finding")
     contrast_agent: str = Field(

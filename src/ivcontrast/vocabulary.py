@@ -17,6 +17,9 @@ class Label(enum.StrEnum):
 
     CONTRAST = "contrast"
     NO_CONTRAST = "no_contrast"
+    # The network and the physics opinion disagree, or the probability is too close to the
+    # threshold: a person decides. Write-back writes no corrected tag for it by default.
+    REVIEW = "review"
 
     @classmethod
     def of(cls, contrast: bool) -> Label:

@@ -135,10 +135,10 @@ SERVE_WITHOUT_TORCH = """
 import json, sys
 sys.modules["torch"] = None  # any import of torch now fails
 from ivcontrast.classifier.engine import Classifier
-from ivcontrast.classifier.pipeline import SeriesCall
+from ivcontrast.classifier.pipeline import classify, prepare_volume
 from ivcontrast.config import ClassifierSettings
 classifier = Classifier.from_settings(ClassifierSettings(model=sys.argv[1], device="auto", threads=2))
-print(json.dumps(SeriesCall.of(classifier.classify_path(sys.argv[2])).to_dict()))
+print(json.dumps(classify(classifier, prepare_volume(classifier, sys.argv[2])).to_dict()))
 """
 
 

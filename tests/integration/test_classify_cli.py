@@ -278,10 +278,24 @@ def test_the_real_scans(inputs: Inputs, capsys: pytest.CaptureFixture[str]) -> N
         "example_ct_dicom": "classified",
         "example_ct.nii.gz": "classified",
         "example_ct_sm.nii.gz": "classified",
+        "dcmqact_ge_head": "classified",
+        "pancreasctcb001_abd": "classified",
+        "ctpa_0117_chest": "classified",
+        "kits00072_arterial_partial": "classified",
+        "acrinfltbreast001_petct_t1": "classified",
+        "acrinfltbreast001_petct_t2": "classified",
+        # PET/CT attenuation CT, marked DERIVED\PRIMARY\AXIAL: axial slices, classified
+        "acrinfltbreast013_petct_chest": "classified",
     }
+    assert rows["dcmqact_ge_head"]["slices_total"] == 28
+    assert rows["ctpa_0117_chest"]["tag"] == "OMNI"
     assert rows["itkelastix00"]["slices_total"] == 141
     assert rows["itkelastix00"]["tag_status"] == "missing"
     assert rows["example_ct_dicom"]["tag"] == "APPLIED"
     threshold = load_package(model).card.threshold
     for row in rows.values():
-        assert row["label"] == ("contrast" if row["probability"] >= threshold else "no_contrast")
+        network = "contrast" if row["probability"] >= threshold else "no_contrast"
+        assert row["network_label"] == network
+        assert row["label"] in (network, "review")
+        assert (row["label"] == "review") == bool(row["review_reasons"])
+        assert row["physics"]["found"] is True  # each of the ten shows a blood pool

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from ivcontrast.classifier.backends import OnnxBackend
 from ivcontrast.classifier.engine import Classifier, postprocess, predict
 from ivcontrast.classifier.errors import PackageError, VolumeError
 from ivcontrast.classifier.package import ModelPackage
-from ivcontrast.classifier.pipeline import SeriesCall
+from ivcontrast.classifier.pipeline import classify, prepare_dicom
 from ivcontrast.classifier.preprocess import PreprocessConfig
 from ivcontrast.config import ClassifierSettings
 
@@ -63,14 +64,20 @@ def test_dicom_series_to_prediction(classifier: Classifier, tmp_path: Path) -> N
     assert timings.total_s == pytest.approx(
         timings.load_s + timings.preprocess_s + timings.inference_s
     )
-    data = json.loads(json.dumps(SeriesCall.of(contrast).to_dict()))
-    assert data["label"] == "contrast" and len(data["slice_probabilities"]) == 8
+    again = write_series(tmp_path / "again", enhanced(hu), pixel_spacing=SPACING)
+    prepared = prepare_dicom(classifier, again)
+    call = classify(classifier, prepared)
+    data = json.loads(json.dumps(call.to_dict()))
+    assert data["label"] == data["network_label"] == "contrast" and data["review_reasons"] == []
+    assert len(data["slice_probabilities"]) == 8
     z, p = data["slice_probabilities"][0]
     assert z == pytest.approx(float(contrast.slice_z_mm[0]), abs=1e-3)
-    assert p == pytest.approx(float(contrast.slice_probabilities[0]))
+    assert p == pytest.approx(float(contrast.slice_probabilities[0]), abs=1e-6)
     assert data["model_sha256"] == classifier.package.card_sha256
     assert data["runtime"] == "onnxruntime-cpu" and data["tag_status"] == "missing"
-    assert SeriesCall.of(contrast, tagged=False).to_dict()["tag_status"] is None
+    assert data["physics"] is None and data["physics_hu"] is None  # not asked for
+    untagged = classify(classifier, dataclasses.replace(prepared, tagged=False))
+    assert untagged.to_dict()["tag_status"] is None
 
 
 def test_nifti_path_to_prediction(classifier: Classifier, tmp_path: Path) -> None:

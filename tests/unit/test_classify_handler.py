@@ -142,12 +142,14 @@ def test_a_complete_series_gets_one_result_row(node: Node) -> None:
     assert [p for _, p in curve] == pytest.approx(list(direct.slice_probabilities))
     agent = pydicom.dcmread(spooled.paths[0]).get("ContrastBolusAgent") or None
     assert result.original_contrast_agent == agent
-    assert result.tag_status == tag_status(agent, result.label == "contrast")
+    assert result.tag_status == tag_status(agent, result.network_label == "contrast")
     assert result.device == "onnxruntime-cpu"
     load, prep, infer = result.load_seconds, result.preprocess_seconds, result.inference_seconds
     assert load is not None and prep is not None and infer is not None
     assert load > 0 and prep > 0 and infer > 0
-    assert result.total_seconds == pytest.approx(load + prep + infer)
+    physics = result.physics_seconds
+    assert physics is not None and physics >= 0
+    assert result.total_seconds == pytest.approx(load + prep + infer + physics)
 
 
 def set_agent(paths: list[Path], agent: str | None) -> None:
@@ -172,7 +174,7 @@ def test_tag_status_compares_the_original_tag_with_the_call(tmp_path: Path) -> N
     node.worker().run_until_idle()
     for agent, expected in cases.items():
         [result] = node.results(uids[agent])
-        assert result.label == "contrast" and result.probability == pytest.approx(0.9933, 1e-3)
+        assert result.network_label == "contrast" and result.probability == pytest.approx(0.9933, 1e-3)
         assert (result.original_contrast_agent, result.tag_status) == (agent, expected)
 
 

@@ -115,7 +115,31 @@ def test_mixed_matrix_and_duplicate_positions_are_inconsistent() -> None:
     )
 
 
-def test_derived_series_classified_when_configured() -> None:
-    series = axial_series(image_type="DERIVED\\PRIMARY\\AXIAL")
-    assert skip_reason("CT", None, series, EligibilityRule(10, classify_derived=True)) is None
-    assert skip_reason("CT", None, series, RULE) is not None
+def test_derived_primary_axial_is_classified() -> None:
+    # PET/CT attenuation CT (Siemens: DERIVED\PRIMARY\AXIAL\CT_SOM5 SPI) is axial slices.
+    for image_type in ("DERIVED\\PRIMARY\\AXIAL", "DERIVED\\PRIMARY\\AXIAL\\CT_SOM5 SPI"):
+        assert skip_reason("CT", None, axial_series(image_type=image_type), RULE) is None
+
+
+def test_reformats_and_secondary_images_are_skipped_with_their_image_type() -> None:
+    for image_type in (
+        "DERIVED\\SECONDARY\\AXIAL",
+        "DERIVED\\SECONDARY\\REFORMATTED",
+        "DERIVED\\PRIMARY\\AXIAL\\MIP",
+        "DERIVED\\PRIMARY\\CORONAL",
+        "ORIGINAL\\SECONDARY\\AXIAL",
+        "ORIGINAL\\PRIMARY\\MPR",
+    ):
+        reason = skip_reason("CT", None, axial_series(image_type=image_type), RULE)
+        assert reason == f"derived/secondary images (ImageType {image_type})", image_type
+        assert (
+            skip_reason(
+                "CT",
+                None,
+                axial_series(image_type=image_type),
+                EligibilityRule(10, classify_derived=True),
+            )
+            is None
+        )
+    localizer = axial_series(image_type="ORIGINAL\\PRIMARY\\LOCALIZER")
+    assert skip_reason("CT", None, localizer, RULE) == "localizer/scout"

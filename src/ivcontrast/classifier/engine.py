@@ -26,7 +26,9 @@ from ivcontrast.classifier.package import (
     load_package,
     resolve_package_path,
 )
+from ivcontrast.classifier.physics import PhysicsParams
 from ivcontrast.classifier.preprocess import ModelInput, preprocess
+from ivcontrast.classifier.review import ReviewPolicy
 from ivcontrast.classifier.sources import open_source
 from ivcontrast.classifier.volume import SliceSource
 from ivcontrast.config import ClassifierSettings
@@ -91,9 +93,18 @@ def postprocess(probabilities: np.ndarray, card: ModelCard) -> tuple[float, bool
 class Classifier:
     """A model package and a backend, loaded once, classifying many series."""
 
-    def __init__(self, package: ModelPackage, backend: Backend) -> None:
+    def __init__(
+        self,
+        package: ModelPackage,
+        backend: Backend,
+        physics: PhysicsParams | None = None,
+        review: ReviewPolicy | None = None,
+    ) -> None:
         self.package = package
         self.backend = backend
+        # The second opinion (None: not measured) and when the two opinions make a review.
+        self.physics = physics
+        self.review = review or ReviewPolicy(band=package.card.review_band)
 
     @classmethod
     def from_settings(cls, settings: ClassifierSettings) -> Classifier:
@@ -113,7 +124,11 @@ class Classifier:
                 package.card.version,
             )
         backend = select_backend(settings.device, package, settings.threads, settings.batch_size)
-        return cls(package, backend)
+        physics = (
+            PhysicsParams(threshold_hu=settings.physics_threshold_hu) if settings.physics else None
+        )
+        band = package.card.review_band if settings.review_band is None else settings.review_band
+        return cls(package, backend, physics, ReviewPolicy(band, settings.physics_margin_hu))
 
     @property
     def card(self) -> ModelCard:

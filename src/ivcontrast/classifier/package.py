@@ -62,6 +62,8 @@ class ModelCard:
     architecture: str
     preprocess: PreprocessConfig
     threshold: float = 0.5
+    # Scan probabilities closer than this to the threshold are sent to review (0 = never).
+    review_band: float = 0.0
     aggregation: Aggregation = field(default_factory=Aggregation)
     regions: tuple[str, ...] = ()
     intended_use: str = ""
@@ -77,6 +79,8 @@ class ModelCard:
         object.__setattr__(self, "regions", tuple(self.regions))
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold {self.threshold} not in [0, 1]")
+        if not 0.0 <= self.review_band < 0.5:
+            raise ValueError(f"review_band {self.review_band} not in [0, 0.5)")
         if self.weights_dtype not in ("float32", "float16"):
             raise ValueError(f"weights_dtype {self.weights_dtype!r}: expected float32 or float16")
         if not self.name or not self.version:
@@ -115,6 +119,7 @@ class ModelCard:
             "preprocess": self.preprocess.to_dict(),
             "aggregation": self.aggregation.to_dict(),
             "threshold": self.threshold,
+            "review_band": self.review_band,
             "regions": list(self.regions),
             "intended_use": self.intended_use,
             "training_data": self.training_data,
@@ -138,6 +143,7 @@ class ModelCard:
             architecture=str(data["architecture"]),
             preprocess=PreprocessConfig.from_dict(data["preprocess"]),
             threshold=float(data["threshold"]),
+            review_band=float(data.get("review_band", 0.0)),
             aggregation=Aggregation.from_dict(data["aggregation"]),
             regions=tuple(str(r) for r in data.get("regions", ())),
             intended_use=str(data.get("intended_use", "")),

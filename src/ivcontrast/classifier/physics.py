@@ -178,18 +178,23 @@ def _region(smooth: np.ndarray, body: np.ndarray, grid_mm: float) -> str:
     return "abdomen"
 
 
+# Rays (of 16) that must meet bone, or a brighter rim, to call a region walled in.
+WALLED_RAYS = 8
+RIM_RAYS = 7
 _RAYS = [(math.cos(a), math.sin(a)) for a in np.linspace(0, 2 * math.pi, 16, endpoint=False)]
 
 
 def _walled_in_by_bone(
     smooth: np.ndarray, row: int, col: int, radius_mm: float, core_hu: float, grid_mm: float
 ) -> bool:
-    """True when most rays from the centre meet bone before they meet fat or air."""
+    """True when half the rays from the centre meet bone before they meet fat or air (the
+    spinal canal), or nearly half pass a rim brighter than the centre (marrow in cortex)."""
     # Cortex reads 200-1000 HU in old and young patients; it is always brighter than the
     # region it walls in (marrow, canal), by more than a vessel wall is.
     bone_hu = max(200.0, core_hu + 80.0)
-    hits = 0
+    hits = rims = 0
     steps = np.arange(0.5 * radius_mm, radius_mm + 25.0, grid_mm) / grid_mm
+    rim = int(np.searchsorted(steps * grid_mm, radius_mm + 6.0))
     for dy, dx in _RAYS:
         rr = np.round(row + dy * steps).astype(int)
         cc = np.round(col + dx * steps).astype(int)
@@ -199,7 +204,11 @@ def _walled_in_by_bone(
         free = np.nonzero(values < -50)[0]
         if bone.size and (not free.size or bone[0] < free[0]):
             hits += 1
-    return hits >= len(_RAYS) // 2
+        # Marrow is dimmer than the cortex just around it; a vessel's lumen is the brightest
+        # thing in it (its wall and the fat around it read lower).
+        if values[:rim].size and float(values[:rim].max()) > core_hu + 60.0:
+            rims += 1
+    return hits >= WALLED_RAYS or rims >= RIM_RAYS
 
 
 @dataclass(frozen=True)
@@ -444,10 +453,15 @@ def _best(tubes: list[_Tube], sinuses: list[_Candidate]) -> tuple[str, list[_Can
     return None
 
 
-def assess(source: SliceSource, params: PhysicsParams | None = None) -> BloodPool:
-    """The physics opinion for a sorted slice source (reads up to ``max_slices`` slices)."""
+def assess(
+    source: SliceSource, params: PhysicsParams | None = None, indices: Sequence[int] | None = None
+) -> BloodPool:
+    """The physics opinion for a sorted slice source: on ``indices`` (ascending; the slices
+    preprocessing already decoded), or on up to ``max_slices`` spread over the stack."""
     params = params or PhysicsParams()
     geometry = source.geometry
-    indices = sample_indices(geometry.n_slices, params.max_slices)
+    if indices is None or len(indices) == 0:
+        indices = sample_indices(geometry.n_slices, params.max_slices)
+    indices = list(indices)
     hu = source.read(indices)
     return assess_volume(hu, geometry.pixel_spacing, geometry.z_mm[indices], indices, params)

@@ -6,8 +6,10 @@ The worker's classify jobs (``worker.classify``) and ``ivcontrast classify`` bot
   ``PreparedSeries`` (CPU and disk; safe in any thread).
 - ``prepare_ahead``: prepares the next items in a few threads while the caller runs the
   network on the current one, in order; the backend's ``prefetch`` plan says how many.
-- ``classify``: the network on a prepared series, and the result as a ``SeriesCall``: the
-  one row shape that the results table, the CLI and JSON output are made from.
+- ``classify``: the network on a prepared series, checked against the physics opinion
+  (``classifier.physics``, measured while preparing, on the slices already decoded) into a
+  call or ``review`` (``classifier.review``), as a ``SeriesCall``: the one row shape that the
+  results table, the CLI and JSON output are made from.
 
 It knows nothing of the store or the queue; the worker adds those around it.
 """
@@ -24,9 +26,12 @@ from typing import Any, TypeVar
 
 from ivcontrast.classifier.dicom_series import DicomSeries
 from ivcontrast.classifier.engine import Classifier, PathLike, SeriesPrediction
+from ivcontrast.classifier.physics import BloodPool, assess
 from ivcontrast.classifier.preprocess import ModelInput
+from ivcontrast.classifier.review import Decision, decide
 from ivcontrast.classifier.sources import open_source
 from ivcontrast.classifier.tags import tag_status
+from ivcontrast.classifier.volume import RememberingSource, SliceSource
 from ivcontrast.vocabulary import Label, TagStatus
 
 log = logging.getLogger(__name__)
@@ -48,6 +53,21 @@ class PreparedSeries:
     contrast_agent: str | None = None
     tagged: bool = True
     series_uid: str | None = None
+    physics: BloodPool | None = None  # None when the classifier measures no physics
+    physics_seconds: float = 0.0
+
+
+def _prepare(
+    classifier: Classifier, source: SliceSource, load_seconds: float
+) -> tuple[ModelInput, BloodPool | None, float]:
+    """Preprocess, then measure the blood pool on the slices preprocessing decoded."""
+    remembering = RememberingSource(source)
+    model_input = classifier.prepare(remembering, load_seconds)
+    if classifier.physics is None:
+        return model_input, None, 0.0
+    t0 = time.perf_counter()
+    pool = assess(remembering, classifier.physics, indices=model_input.slice_indices.tolist())
+    return model_input, pool, time.perf_counter() - t0
 
 
 def prepare_dicom(
@@ -64,16 +84,17 @@ def prepare_dicom(
     """
     t0 = time.perf_counter() if started is None else started
     series = DicomSeries.open(paths)
-    model_input = classifier.prepare(series, time.perf_counter() - t0)
+    model_input, pool, physics_s = _prepare(classifier, series, time.perf_counter() - t0)
     agent = series.attributes.get("ContrastBolusAgent")
-    return PreparedSeries(model_input, agent, tagged=True, series_uid=series_uid)
+    return PreparedSeries(model_input, agent, True, series_uid, pool, physics_s)
 
 
 def prepare_volume(classifier: Classifier, path: PathLike) -> PreparedSeries:
     """A NIfTI or NRRD file -> ``PreparedSeries`` (untagged). Raises ClassifierError."""
     t0 = time.perf_counter()
     source = open_source(path)
-    return PreparedSeries(classifier.prepare(source, time.perf_counter() - t0), tagged=False)
+    model_input, pool, physics_s = _prepare(classifier, source, time.perf_counter() - t0)
+    return PreparedSeries(model_input, None, False, None, pool, physics_s)
 
 
 def prepare_ahead(
@@ -105,7 +126,9 @@ class SeriesCall:
     JSON. A new piece of evidence is a new field here and a line in ``of``.
     """
 
-    label: Label
+    label: Label  # contrast, no_contrast or review
+    network_label: Label  # the network's own call (review: what it would have said)
+    review_reasons: list[str]  # why review; empty for a confident call
     probability: float
     threshold: float
     aggregation: str
@@ -113,7 +136,11 @@ class SeriesCall:
     slices_total: int
     slice_probabilities: list[list[float]]  # [z_mm (to the micrometre), probability] by z
     tag: str | None  # ContrastBolusAgent as received; None when absent (or a volume file)
-    tag_status: TagStatus | None  # None for a volume file: it has no tag to compare
+    tag_status: TagStatus | None  # against the network's call; None for a volume file
+    physics_label: Label | None  # what the blood pool's HU says; None: not measured or found
+    physics_hu: float | None
+    physics_structure: str | None
+    physics: dict[str, Any] | None  # the whole opinion (BloodPool.to_dict), or None
     model_name: str
     model_version: str
     model_sha256: str
@@ -123,15 +150,23 @@ class SeriesCall:
     load_seconds: float
     preprocess_seconds: float
     inference_seconds: float
+    physics_seconds: float
     total_seconds: float
 
     @classmethod
     def of(
-        cls, prediction: SeriesPrediction, contrast_agent: str | None = None, *, tagged: bool = True
+        cls,
+        prediction: SeriesPrediction,
+        decision: Decision,
+        prepared: PreparedSeries,
     ) -> SeriesCall:
         timings = prediction.timings
+        tagged, contrast_agent, pool = prepared.tagged, prepared.contrast_agent, prepared.physics
+        found = pool is not None and pool.found
         return cls(
-            label=prediction.label,
+            label=decision.label,
+            network_label=decision.network_label,
+            review_reasons=list(decision.reasons),
             probability=float(prediction.probability),
             threshold=float(prediction.threshold),
             aggregation=prediction.aggregation,
@@ -143,6 +178,10 @@ class SeriesCall:
             ],
             tag=contrast_agent if tagged else None,
             tag_status=tag_status(contrast_agent, prediction.contrast) if tagged else None,
+            physics_label=Label.of(bool(pool.contrast)) if pool is not None and found else None,
+            physics_hu=pool.hu if pool is not None and found else None,
+            physics_structure=pool.structure if pool is not None and found else None,
+            physics=pool.to_dict() if pool is not None else None,
             model_name=prediction.model_name,
             model_version=prediction.model_version,
             model_sha256=prediction.model_sha256,
@@ -152,13 +191,16 @@ class SeriesCall:
             load_seconds=timings.load_s,
             preprocess_seconds=timings.preprocess_s,
             inference_seconds=timings.inference_s,
-            total_seconds=timings.total_s,
+            physics_seconds=prepared.physics_seconds,
+            total_seconds=timings.total_s + prepared.physics_seconds,
         )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (labels and tag status as their plain strings)."""
         return asdict(self) | {
             "label": str(self.label),
+            "network_label": str(self.network_label),
+            "physics_label": None if self.physics_label is None else str(self.physics_label),
             "tag_status": None if self.tag_status is None else str(self.tag_status),
         }
 
@@ -169,4 +211,7 @@ def classify(classifier: Classifier, prepared: PreparedSeries) -> SeriesCall:
     if prepared.model_input is None:
         raise ValueError(f"series {prepared.series_uid}: nothing prepared to classify")
     prediction = classifier.infer(prepared.model_input)
-    return SeriesCall.of(prediction, prepared.contrast_agent, tagged=prepared.tagged)
+    decision = decide(
+        prediction.probability, prediction.threshold, prepared.physics, classifier.review
+    )
+    return SeriesCall.of(prediction, decision, prepared)

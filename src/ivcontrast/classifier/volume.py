@@ -114,6 +114,31 @@ class SliceSource(Protocol):
         ...
 
 
+class RememberingSource:
+    """A ``SliceSource`` that keeps what it decoded, so that a second reader of the same
+    slices (the physics opinion, after preprocessing) costs no second decode. Short-lived:
+    one per series being prepared."""
+
+    def __init__(self, source: SliceSource) -> None:
+        self._source = source
+        self._slices: dict[int, np.ndarray] = {}
+
+    @property
+    def geometry(self) -> Geometry:
+        return self._source.geometry
+
+    @property
+    def description(self) -> str:
+        return self._source.description
+
+    def read(self, indices: Sequence[int]) -> np.ndarray:
+        missing = sorted({int(i) for i in indices} - self._slices.keys())
+        if missing:
+            for index, image in zip(missing, self._source.read(missing), strict=True):
+                self._slices[index] = image
+        return np.stack([self._slices[int(i)] for i in indices])
+
+
 @dataclass(frozen=True, eq=False)
 class Volume:
     """A canonical HU stack held in memory (tests, small volumes, anything already decoded)."""

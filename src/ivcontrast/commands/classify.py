@@ -38,6 +38,7 @@ COLUMNS = [
     "status",
     "label",
     "probability",
+    "blood_hu",
     "threshold",
     "slices_used",
     "tag",
@@ -55,8 +56,12 @@ DETAIL_COLUMNS = [
     "load_seconds",
     "preprocess_seconds",
     "inference_seconds",
+    "network_label",
+    "physics_label",
+    "physics_structure",
+    "physics_seconds",
 ]
-JSON_ONLY_COLUMNS = ["slice_probabilities"]
+JSON_ONLY_COLUMNS = ["slice_probabilities", "physics", "review_reasons"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -197,6 +202,9 @@ def call_row(item: Item, call: SeriesCall) -> dict[str, Any]:
         "status": "classified",
         "seconds": call.total_seconds,
         "slice_probabilities": [[z, round(p, 6)] for z, p in call.slice_probabilities],
+        # the blood pool's HU (the physics opinion); why a series is in review
+        "blood_hu": None if call.physics_hu is None else round(call.physics_hu),
+        "reason": "; ".join(call.review_reasons) or None,
     }
 
 

@@ -230,7 +230,23 @@ class Result(Base):
     model_version: Mapped[str] = mapped_column(String(32))
     model_sha256: Mapped[str | None] = mapped_column(String(64))
     probability: Mapped[float] = mapped_column(Float)
-    label: Mapped[str] = mapped_column(String(16), index=True, comment="contrast or no_contrast")
+    label: Mapped[str] = mapped_column(
+        String(16), index=True, comment="contrast, no_contrast or review"
+    )
+    network_label: Mapped[str | None] = mapped_column(
+        String(16), comment="the network's own call: contrast or no_contrast"
+    )
+    review_reasons: Mapped[list[str] | None] = mapped_column(
+        JSON, comment="why the series is in review; empty for a confident call"
+    )
+    physics_label: Mapped[str | None] = mapped_column(
+        String(16), comment="what the blood pool's HU says; null when not measured or not found"
+    )
+    physics_hu: Mapped[float | None] = mapped_column(Float, comment="the blood pool's HU")
+    physics_structure: Mapped[str | None] = mapped_column(String(64))
+    physics: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON, comment="the physics opinion: structure, HU, slice, position, reason"
+    )
     threshold: Mapped[float] = mapped_column(Float)
     aggregation: Mapped[str] = mapped_column(String(32))
     slices_used: Mapped[int]
@@ -243,6 +259,7 @@ class Result(Base):
     load_seconds: Mapped[float | None] = mapped_column(Float)
     preprocess_seconds: Mapped[float | None] = mapped_column(Float)
     inference_seconds: Mapped[float | None] = mapped_column(Float)
+    physics_seconds: Mapped[float | None] = mapped_column(Float)
     total_seconds: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 

@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 # Column widths of the results table (store.models.Result).
 _DEVICE_CHARS = 32
 _AGENT_CHARS = 64
+_STRUCTURE_CHARS = 64
 
 
 def load_classifier(settings: Settings) -> Classifier | None:
@@ -72,6 +73,14 @@ def result_fields(call: SeriesCall) -> dict[str, Any]:
         "model_sha256": call.model_sha256,
         "probability": call.probability,
         "label": call.label,
+        "network_label": call.network_label,
+        "review_reasons": call.review_reasons,
+        "physics_label": call.physics_label,
+        "physics_hu": call.physics_hu,
+        "physics_structure": None
+        if call.physics_structure is None
+        else call.physics_structure[:_STRUCTURE_CHARS],
+        "physics": call.physics,
         "threshold": call.threshold,
         "aggregation": call.aggregation,
         "slices_used": call.slices_used,
@@ -82,6 +91,7 @@ def result_fields(call: SeriesCall) -> dict[str, Any]:
         "load_seconds": call.load_seconds,
         "preprocess_seconds": call.preprocess_seconds,
         "inference_seconds": call.inference_seconds,
+        "physics_seconds": call.physics_seconds,
         "total_seconds": call.total_seconds,
     }
 

@@ -100,9 +100,25 @@ def _image_type_problem(
     return None
 
 
+# ImageType values (3 and on) and their kin that mark reformats and projections.
+REFORMAT_VALUES = frozenset(
+    {"MIP", "MINIP", "MNIP", "MPR", "CPR", "REFORMATTED", "PROJECTION IMAGE", "VOLUME", "VR", "3D"}
+)
+
+
 def _is_derived(image_type: list[str]) -> bool:
-    """ImageType value 1 DERIVED, or value 2 SECONDARY (PS3.3 C.7.6.1.1.2)."""
-    return image_type[:1] == ["DERIVED"] or "SECONDARY" in image_type[1:2]
+    """ImageType value 2 SECONDARY, value 1 DERIVED (PS3.3 C.7.6.1.1.2), or a reformat.
+
+    DERIVED\\PRIMARY\\AXIAL is classified: PET/CT attenuation-correction CT and some
+    iteratively reconstructed axial series are marked so, and they are axial slices of the
+    patient like any other. DERIVED\\SECONDARY (reformats, screen captures), MIP/MPR and
+    other projections are not.
+    """
+    if "SECONDARY" in image_type[1:2] or REFORMAT_VALUES & set(image_type[2:]):
+        return True
+    if image_type[:1] == ["DERIVED"]:
+        return image_type[1:3] != ["PRIMARY", "AXIAL"]
+    return False
 
 
 def _geometry_problem(instances: Sequence[EligibilityHeader]) -> str | None:

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from ivcontrast.config import WritebackSettings
 from ivcontrast.store.models import Job, Result, Series, Writeback
 from ivcontrast.store.queue import enqueue
-from ivcontrast.vocabulary import JobKind
+from ivcontrast.vocabulary import JobKind, Label
 from ivcontrast.writeback.policy import selected
 from ivcontrast.writeback.uids import WritebackUids
 
@@ -28,9 +28,21 @@ def enqueue_writeback(session: Session, settings: WritebackSettings, result: Res
     version, destination): calling it again for the same result version adds nothing, and
     a re-opened series (a new version, a new result) is written back once more.
     """
-    if not settings.enabled or not selected(
-        settings, result.label, result.probability, result.tag_status
-    ):
+    if not settings.enabled:
+        return 0
+    label = result.label
+    if label == Label.REVIEW:
+        # No corrected tag for a series a person has to look at, unless the site says so.
+        if settings.review == "skip" or result.network_label is None:
+            log.info(
+                "series %d version %d is in review: no write-back (writeback.review = %s)",
+                result.series_id,
+                result.series_version,
+                settings.review,
+            )
+            return 0
+        label = result.network_label
+    if not selected(settings, label, result.probability, result.tag_status):
         return 0
     if result.id is None:
         session.flush()  # the writeback rows refer to the result by id
@@ -68,7 +80,7 @@ def enqueue_writeback(session: Session, settings: WritebackSettings, result: Res
                 series_version=result.series_version,
                 destination=destination.name,
                 destination_kind=destination.kind,
-                label=result.label,
+                label=label,
                 uid_policy=settings.uid_policy,
                 copies_series_uid=uids.copies_series_uid if settings.copies else None,
                 report_series_uid=uids.report_series_uid if settings.report else None,

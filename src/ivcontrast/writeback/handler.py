@@ -218,7 +218,7 @@ class WritebackHandler:
                     keep=row.uid_policy == "keep",
                 ),
                 finding=Finding(
-                    label=result.label,
+                    label=row.label,  # a series in review is written as the network called it
                     probability=result.probability,
                     threshold=result.threshold,
                     model_name=result.model_name,
