@@ -214,3 +214,107 @@ def test_as_a_subprocess(store: Database) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert keys(json.loads(out.stdout)) == [("1.2.3.1", 2), ("1.2.3.2", 1)]
+
+
+REVIEW_REASON = (
+    "the network says contrast, but the blood pool (chest vessel (aorta or heart)) reads 41 HU, "
+    "below 125 HU"
+)
+PHYSICS = {
+    "found": True,
+    "contrast": False,
+    "structure": "chest vessel (aorta or heart)",
+    "hu": 41.5,
+    "slice_index": 9,
+    "z_mm": -665.77,
+    "row": 123.2,
+    "col": 80.9,
+    "radius_mm": 21.6,
+    "threshold_hu": 125.0,
+    "reason": "median of 5 sampled slices, 20 mm along z",
+}
+
+
+@pytest.fixture
+def with_review(store: Database) -> Database:
+    """The store and one series in review: the network says contrast, the blood pool 41 HU."""
+    add_series(
+        store,
+        "1.2.5.1",
+        study="1.2.5",
+        accession="ACC3",
+        results=[
+            {
+                "created_at": T0 + timedelta(days=2),
+                "label": "review",
+                "network_label": "contrast",
+                "review_reasons": [REVIEW_REASON, "probability 0.510 is within 0.05 of 0.500"],
+                "physics_label": "no_contrast",
+                "physics_hu": 41.5,
+                "physics_structure": PHYSICS["structure"],
+                "physics": PHYSICS,
+                "physics_seconds": 0.2,
+            }
+        ],
+    )
+    add_series(  # a confident call whose physics opinion found no blood pool
+        store,
+        "1.2.5.2",
+        study="1.2.5",
+        accession="ACC3",
+        results=[
+            {
+                "created_at": T0 + timedelta(days=2, hours=1),
+                "network_label": "contrast",
+                "review_reasons": [],
+                "physics": {**PHYSICS, "found": False, "hu": None, "structure": None},
+            }
+        ],
+    )
+    return store
+
+
+def test_review_is_a_label_to_filter_on_with_the_physics_opinion(
+    with_review: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    [row] = results(with_review, capsys, "--label", "review")
+    assert (row["series_uid"], row["label"], row["network_label"]) == (
+        "1.2.5.1",
+        "review",
+        "contrast",
+    )
+    assert row["blood_hu"] == 42 and row["blood_pool"] == "chest vessel"
+    assert row["why"] == "blood pool disagrees, near threshold"
+    assert row["review_reasons"][0] == REVIEW_REASON  # whole in JSON
+    assert (row["physics_label"], row["physics_hu"]) == ("no_contrast", 41.5)
+    assert row["physics_structure"] == "chest vessel (aorta or heart)"
+    assert row["physics"]["row"] == 123.2 and row["physics"]["slice_index"] == 9
+    assert [r["series_uid"] for r in results(with_review, capsys, "--label", "contrast")] == [
+        "1.2.5.2",
+        "1.2.3.1",
+        "1.2.3.2",
+    ]
+    not_found = results(with_review, capsys, "--series", "1.2.5.2")[0]
+    assert (not_found["blood_pool"], not_found["blood_hu"], not_found["why"]) == (
+        "not found",
+        None,
+        None,
+    )
+
+
+def test_the_table_stays_short_and_csv_has_the_reasons(
+    with_review: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--database-url", with_review.url, "results", "--label", "review"]) == 0
+    header, line = capsys.readouterr().out.splitlines()
+    assert header.split()[5:10] == ["LABEL", "PROBABILITY", "BLOOD_HU", "BLOOD_POOL", "WHY"]
+    assert "review" in line and " 42 " in line and "chest vessel " in line
+    assert "blood pool disagrees, near threshold" in line
+    assert "125 HU" not in line and len(line) < 250  # the reasons in full are CSV's and JSON's
+    assert main(["--database-url", with_review.url, "results", "--format", "csv"]) == 0
+    rows = {r["series_uid"]: r for r in csv.DictReader(io.StringIO(capsys.readouterr().out))}
+    review = rows["1.2.5.1"]
+    assert review["review_reasons"] == f"{REVIEW_REASON}; probability 0.510 is within 0.05 of 0.500"
+    assert review["physics_hu"] == "41.500" and review["network_label"] == "contrast"
+    assert "physics" not in review  # the whole opinion is JSON's
+    assert rows["1.2.3.1"]["review_reasons"] == "" and rows["1.2.3.1"]["blood_hu"] == ""

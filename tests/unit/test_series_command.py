@@ -143,3 +143,24 @@ def test_an_unknown_state_is_an_error_as_in_the_api(
     assert main(["--database-url", store.url, "series", "--state", "clasified"]) == 2
     assert "--state clasified: expected one of" in capsys.readouterr().err
     assert main(["--database-url", store.url, "series", "--limit", "-1"]) == 2
+
+
+def test_a_series_in_review_shows_review_and_why(
+    store: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    add_series(store, "1.2.5.1", "1.2.5", SeriesState.CLASSIFIED, 5, [("review", "missing")])
+    with store.write() as session:
+        result = session.query(Result).join(Series).filter(Series.series_uid == "1.2.5.1").one()
+        result.network_label = "contrast"
+        result.physics_hu = 38.6
+        result.review_reasons = ["the network says contrast, but the blood pool reads 39 HU"]
+    [row] = cli(store, capsys, "--label", "review")
+    assert (row["series_uid"], row["label"], row["network_label"]) == (
+        "1.2.5.1",
+        "review",
+        "contrast",
+    )
+    assert (row["blood_hu"], row["why"]) == (39, "blood pool disagrees")
+    assert main(["--database-url", store.url, "series"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert "1.2.5.1" in table[1] and " review " in table[1]  # the newest arrival, in review

@@ -3,6 +3,10 @@
 By default each series' newest result version only (``--all-versions`` lists the calls of
 re-opened series' earlier versions too). Times are ISO 8601 dates or date-times, UTC unless
 they carry an offset; ``--since`` includes its time, ``--until`` excludes it (as the web API).
+
+``--label review`` lists the series a person has to look at. The table shows the blood pool's
+HU and structure (the physics second opinion) and, for a series in review, why in a few
+words; CSV and JSON carry the full reasons, the network's own call and the physics opinion.
 """
 
 from __future__ import annotations
@@ -27,11 +31,19 @@ COLUMNS = [
     "version",
     "label",
     "probability",
+    "blood_hu",
+    "blood_pool",
+    "why",
     "tag",
     "tag_status",
     "model",
 ]
 DETAIL_COLUMNS = [
+    "network_label",
+    "review_reasons",
+    "physics_label",
+    "physics_hu",
+    "physics_structure",
     "threshold",
     "slices_used",
     "seconds",
@@ -46,8 +58,12 @@ DETAIL_COLUMNS = [
     "load_seconds",
     "preprocess_seconds",
     "inference_seconds",
+    "physics_seconds",
 ]
-JSON_ONLY_COLUMNS = ["slice_probabilities"]
+JSON_ONLY_COLUMNS = ["physics", "slice_probabilities"]
+# Words for the table's "why" column: the start of each review reason (classifier.review).
+SHORT_REASONS = (("probability ", "near threshold"), ("the network says ", "blood pool disagrees"))
+SHORT_CHARS = 24
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -118,8 +134,43 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     columns = COLUMNS if args.format == "table" else [*COLUMNS, *DETAIL_COLUMNS]
     if args.format == "json":
         columns = [*columns, *JSON_ONLY_COLUMNS]
+    if args.format == "csv":
+        rows = [_flat(row) for row in rows]
     write_rows(rows, columns, args.format)
     return 0
+
+
+def short_structure(structure: str | None) -> str | None:
+    """The structure without its parenthesis ("chest vessel (aorta or heart)" -> "chest
+    vessel"), for the table's width; CSV and JSON carry it whole."""
+    if not structure:
+        return None
+    return structure.split(" (", 1)[0][:SHORT_CHARS]
+
+
+def short_reasons(reasons: list[str] | None) -> str | None:
+    """Why a series is in review, in a few words per reason ("near threshold", ...)."""
+    words = []
+    for reason in reasons or []:
+        text = str(reason)
+        short = next((w for start, w in SHORT_REASONS if text.startswith(start)), None)
+        words.append(short or (text if len(text) <= SHORT_CHARS else text[: SHORT_CHARS - 1] + "…"))
+    return ", ".join(words) or None
+
+
+def _blood_pool(structure: str | None, physics: Any) -> str | None:
+    """The structure in short; "not found" where the physics opinion looked and found none."""
+    if structure:
+        return short_structure(structure)
+    if isinstance(physics, dict) and physics.get("found") is False:
+        return "not found"
+    return None
+
+
+def _flat(row: dict[str, Any]) -> dict[str, Any]:
+    """CSV cells: the review reasons one after another, separated by "; "."""
+    reasons = row.get("review_reasons")
+    return row | {"review_reasons": "; ".join(reasons) if reasons else None}
 
 
 def _row(result: Any, series: Any, study: Any) -> dict[str, Any]:
@@ -129,6 +180,17 @@ def _row(result: Any, series: Any, study: Any) -> dict[str, Any]:
         "version": result.series_version,
         "label": result.label,
         "probability": result.probability,
+        # Whole HU: the table's cell formatter gives floats three decimals.
+        "blood_hu": None if result.physics_hu is None else round(result.physics_hu),
+        "blood_pool": _blood_pool(result.physics_structure, result.physics),
+        "why": short_reasons(result.review_reasons) if result.label == Label.REVIEW else None,
+        "network_label": result.network_label,
+        "review_reasons": list(result.review_reasons or []),
+        "physics_label": result.physics_label,
+        "physics_hu": result.physics_hu,
+        "physics_structure": result.physics_structure,
+        "physics": result.physics,
+        "physics_seconds": result.physics_seconds,
         "threshold": result.threshold,
         "slices_used": result.slices_used,
         "tag": result.original_contrast_agent,

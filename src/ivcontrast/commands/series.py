@@ -2,7 +2,8 @@
 
 The same list as ``GET /api/series`` and the dashboard's series page (the store's read
 model): newest arrivals first, each series with its newest result; the filters mean the
-same (``--label`` and ``--tag-status`` test the newest result).
+same (``--label`` and ``--tag-status`` test the newest result). ``--label review`` lists the
+series whose newest call waits for a person; CSV and JSON say why in a few words.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ivcontrast.commands import CommandError
 from ivcontrast.commands.output import FORMATS, write_rows
+from ivcontrast.commands.results import short_reasons
 from ivcontrast.config import Settings
 from ivcontrast.vocabulary import Label, TagStatus
 
@@ -37,6 +39,9 @@ DETAIL_COLUMNS = [
     "probability",
     "tag_status",
     "result_version",
+    "network_label",
+    "blood_hu",
+    "why",
 ]
 
 
@@ -109,4 +114,13 @@ def _row(row: SeriesRow) -> dict[str, Any]:
         "probability": result.probability if result is not None else None,
         "tag_status": result.tag_status if result is not None else None,
         "result_version": result.series_version if result is not None else None,
+        "network_label": result.network_label if result is not None else None,
+        "blood_hu": _whole(result.physics_hu) if result is not None else None,
+        "why": short_reasons(result.review_reasons)
+        if result is not None and result.label == Label.REVIEW
+        else None,
     }
+
+
+def _whole(hu: float | None) -> int | None:
+    return None if hu is None else round(hu)
