@@ -13,7 +13,7 @@ from PIL import Image
 from scipy import ndimage
 
 from ivcontrast.synth import LABEL, SeriesSpec, SyntheticSeries, series_plan
-from ivcontrast.synth.anatomy.extras import Z_CHOROID, Z_PINEAL
+from ivcontrast.synth.anatomy.head import Z_CHOROID, Z_PINEAL
 from ivcontrast.synth.confounders import kv_factors, parse_confounder
 from ivcontrast.synth.physiology import patient_tissues
 

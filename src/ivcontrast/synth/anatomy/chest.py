@@ -16,6 +16,46 @@ from ivcontrast.synth.anatomy.base import (
 from ivcontrast.synth.geometry import Capsule, Tube
 from ivcontrast.synth.physiology import LABEL
 
+# Sternum: nominal z, half width, half depth (manubrium, body, xiphoid).
+STERNUM: tuple[tuple[float, float, float], ...] = (
+    (60, 10, 5),
+    (55, 26, 9),
+    (25, 22, 8),
+    (18, 15, 7),
+    (-60, 16, 7),
+    (-110, 13, 6),
+    (-125, 6, 4),
+    (-135, 0.1, 0.1),
+)
+STERNOTOMY_WIRES = (30.0, 0.0, -30.0, -60.0, -90.0)  # nominal z of the wire loops
+SCAPULA_LEVELS = (78, 60, 30, 0, -40, -75)
+# Glenoid and humeral head: nominal z and radii (mm).
+GLENOID: tuple[tuple[float, float, float], ...] = (
+    (45, 0.1, 0.1),
+    (52, 8, 12),
+    (70, 9, 13),
+    (76, 0.1, 0.1),
+)
+HUMERAL_HEAD: tuple[tuple[float, float], ...] = ((38, 12), (50, 22), (68, 22), (80, 8))
+SHOULDER_BAND = (42.0, 76.0)  # nominal z of the streaks between the humeral heads
+
+
+# How far round the chest a rib reaches (fraction of a half turn) for the false and
+# floating ribs; the true ribs (1-7) reach 0.97 - 0.012 k, to the costal cartilage.
+FALSE_RIB_END = {8: 0.8, 9: 0.72, 10: 0.64, 11: 0.48, 12: 0.36}
+# Directions of the segmental lung vessels from the hilum (x towards the side):
+# apical, posterior, anterior, lateral, and four basal ones.
+LUNG_SEGMENTS = (
+    (0.35, 0.1, 1.0),
+    (0.5, 0.7, 0.6),
+    (0.5, -0.8, 0.5),
+    (1.0, 0.1, 0.1),
+    (0.6, -0.6, -0.4),
+    (0.4, 0.6, -1.0),
+    (0.8, 0.2, -0.9),
+    (0.6, -0.5, -0.8),
+)
+
 
 class ChestParts(BuilderBase):
     def rib_path(
@@ -31,7 +71,7 @@ class ChestParts(BuilderBase):
         _, zc, _ = VERTEBRAE[6 + k - 1]
         z0 = self.z(zc) + 4.0
         drop = self.z(45.0 + 7.0 * min(k, 9)) * rng.uniform(0.85, 1.15)
-        end = 0.97 - 0.012 * k if k <= 7 else {8: 0.8, 9: 0.72, 10: 0.64, 11: 0.48, 12: 0.36}[k]
+        end = 0.97 - 0.012 * k if k <= 7 else FALSE_RIB_END[k]
         ys = self.spine_y(z0)
         xs = self.spine_x(z0)
         pts: list[tuple[float, ...]] = [
@@ -61,7 +101,7 @@ class ChestParts(BuilderBase):
     def rib_cage(self) -> None:
         """Ribs, sternum, clavicles, scapulae and humeral heads: painted after the lungs
         and the mediastinum, which end where the bones begin."""
-        p, rng = self.p, self.rng
+        rng = self.rng
         # Ribs: cortical shell, marrow; costal cartilage to the sternum.
         for k in range(1, 13):
             for side in (-1.0, 1.0):
@@ -71,18 +111,14 @@ class ChestParts(BuilderBase):
                 self.tube("bone_trabecular", "marrow", pts, rr - 1.3)
                 if cart:
                     self.tube("cartilage", "cartilage", cart, rr * 0.95)
-        # Sternum: manubrium, body, xiphoid; cortical shell around marrow.
+        self.sternum()
+        for side in (-1.0, 1.0):
+            self.shoulder_girdle(side)
+
+    def sternum(self) -> None:
+        """Manubrium, body, xiphoid: cortical shell around marrow; sternotomy wires."""
         st = []
-        for n, a, b in (
-            (60, 10, 5),
-            (55, 26, 9),
-            (25, 22, 8),
-            (18, 15, 7),
-            (-60, 16, 7),
-            (-110, 13, 6),
-            (-125, 6, 4),
-            (-135, 0.1, 0.1),
-        ):
+        for n, a, b in STERNUM:
             z = self.z(n)
             st.append((z, 0.0, -self.B(z) - b - 2.0, a, b))
         self.ellipse("bone_cortical", "cortical", st)
@@ -91,70 +127,62 @@ class ChestParts(BuilderBase):
             "trabecular",
             [(k[0], k[1], k[2], k[3] - 1.6, k[4] - 1.6) for k in st],
         )
-        if p.sternotomy:
-            for level in (30.0, 0.0, -30.0, -60.0, -90.0):
+        if self.p.sternotomy:
+            for level in STERNOTOMY_WIRES:
                 z = self.z(level)
                 y = -self.B(z) - 9.0
                 self.tube("metal", "metal", [(-9, y, z), (9, y, z + 1.0)], 0.9)
                 self.metal.append(Metal(0.0, y, z - 1.0, z + 2.0, 0.6))
-        # Clavicles, scapulae and humeral heads.
-        for side in (-1.0, 1.0):
-            zn = self.z(Z_NOTCH)
-            zc = self.z(70)
-            lat = side * (self.A(zc) + 30)
-            pts = [
-                (side * 20.0, -self.B(zn) - 8, zn),
-                (side * 55.0, -self.B(zn) - 14, zn + 8),
-                (side * 95.0, -self.B(zn) * 0.6, zn + 15),
-                (lat, 0.05 * self.B(zc), zc),
-            ]
-            self.tube("bone_cortical", "cortical", pts, 6.5)
-            self.tube("bone_trabecular", "marrow", pts, 4.6)
-            blade = []
-            for n in (78, 60, 30, 0, -40, -75):
-                z = self.z(n)
-                A, B = self.A(z), self.B(z)
-                med = (
-                    side * A * 0.45,
-                    B + p.muscle_mm * 0.4,
-                )
-                latp = (side * (A * 0.92 + 6), B * 0.45 + 8)
-                r = 2.5 if n < 55 else 4.5
-                blade.append((z, med[0], med[1], latp[0], latp[1], r if n > -70 else 0.3))
-            self.add(Capsule.make(LABEL["bone_cortical"], "cortical", blade))
-            zg = self.z(62)
-            xg = side * (self.A(zg) + 18)
-            glenoid = [
-                (self.z(45), xg, 0.3 * self.B(zg), 0.1, 0.1),
-                (self.z(52), xg, 0.3 * self.B(zg), 8, 12),
-                (self.z(70), xg, 0.3 * self.B(zg), 9, 13),
-                (self.z(76), xg, 0.3 * self.B(zg), 0.1, 0.1),
-            ]
-            self.ellipse("bone_cortical", "cortical", glenoid)
-            if p.arms == "down":
-                xh = xg + side * 24
-                head = [
-                    (self.z(38), xh, 0.25 * self.B(zg), 12, 12),
-                    (self.z(50), xh, 0.25 * self.B(zg), 22, 22),
-                    (self.z(68), xh, 0.25 * self.B(zg), 22, 22),
-                    (self.z(80), xh, 0.25 * self.B(zg), 8, 8),
-                ]
-                self.ellipse("bone_cortical", "cortical", head)
-                self.ellipse(
-                    "bone_trabecular",
-                    "trabecular",
-                    [(k[0], k[1], k[2], k[3] - 2, k[4] - 2) for k in head],
-                )
 
-                def pair(
-                    z: float, xh: float = abs(xh), yh: float = 0.25 * self.B(zg)
-                ) -> tuple[float, float, float, float] | None:
-                    if not self.z(42) <= z <= self.z(76):
-                        return None
-                    return (-xh, yh, xh, yh)
+    def shoulder_girdle(self, side: float) -> None:
+        """Clavicle, scapula and glenoid of one side; the humeral head with the arm down,
+        and the beam-hardening band between the two heads."""
+        p = self.p
+        zn = self.z(Z_NOTCH)
+        zc = self.z(70)
+        lat = side * (self.A(zc) + 30)
+        pts = [
+            (side * 20.0, -self.B(zn) - 8, zn),
+            (side * 55.0, -self.B(zn) - 14, zn + 8),
+            (side * 95.0, -self.B(zn) * 0.6, zn + 15),
+            (lat, 0.05 * self.B(zc), zc),
+        ]
+        self.tube("bone_cortical", "cortical", pts, 6.5)
+        self.tube("bone_trabecular", "marrow", pts, 4.6)
+        blade = []
+        for n in SCAPULA_LEVELS:
+            z = self.z(n)
+            A, B = self.A(z), self.B(z)
+            med = (side * A * 0.45, B + p.muscle_mm * 0.4)
+            latp = (side * (A * 0.92 + 6), B * 0.45 + 8)
+            r = 2.5 if n < 55 else 4.5
+            blade.append((z, med[0], med[1], latp[0], latp[1], r if n > -70 else 0.3))
+        self.add(Capsule.make(LABEL["bone_cortical"], "cortical", blade))
+        zg = self.z(62)
+        xg = side * (self.A(zg) + 18)
+        glenoid = [(self.z(n), xg, 0.3 * self.B(zg), a, b) for n, a, b in GLENOID]
+        self.ellipse("bone_cortical", "cortical", glenoid)
+        if p.arms != "down":
+            return
+        xh = xg + side * 24
+        head = [(self.z(n), xh, 0.25 * self.B(zg), r, r) for n, r in HUMERAL_HEAD]
+        self.ellipse("bone_cortical", "cortical", head)
+        self.ellipse(
+            "bone_trabecular",
+            "trabecular",
+            [(k[0], k[1], k[2], k[3] - 2, k[4] - 2) for k in head],
+        )
+        lo, hi = SHOULDER_BAND
 
-                if side > 0:
-                    self.dense_pairs.append((pair, rng.uniform(25, 60)))
+        def pair(
+            z: float, xh: float = abs(xh), yh: float = 0.25 * self.B(zg)
+        ) -> tuple[float, float, float, float] | None:
+            if not self.z(lo) <= z <= self.z(hi):
+                return None
+            return (-xh, yh, xh, yh)
+
+        if side > 0:
+            self.dense_pairs.append((pair, self.rng.uniform(25, 60)))
 
     def lung_params(self, z: float, side: float) -> tuple[float, float, float, float] | None:
         n = z / self.h
@@ -223,16 +251,7 @@ class ChestParts(BuilderBase):
         art: list[tuple[np.ndarray, np.ndarray, float, float, int]] = []
         vein: list[tuple[np.ndarray, np.ndarray, float, float, int]] = []
         # Segmental trunks: apical, posterior, anterior, lateral, and four basal ones.
-        dirs = [
-            (0.35 * side, 0.1, 1.0),
-            (0.5 * side, 0.7, 0.6),
-            (0.5 * side, -0.8, 0.5),
-            (1.0 * side, 0.1, 0.1),
-            (0.6 * side, -0.6, -0.4),
-            (0.4 * side, 0.6, -1.0),
-            (0.8 * side, 0.2, -0.9),
-            (0.6 * side, -0.5, -0.8),
-        ]
+        dirs = [(fx * side, fy, fz) for fx, fy, fz in LUNG_SEGMENTS]
         for d0 in dirs:
             d = np.asarray(d0) + rng.normal(0, 0.12, 3)
             d = d / np.linalg.norm(d)

@@ -8,9 +8,28 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ivcontrast.synth.anatomy.base import Z_BOTTOM, Z_TOP, BuilderBase, constant
+from ivcontrast.synth.anatomy.base import Z_BOTTOM, Z_TOP, BuilderBase, Rng, constant
 from ivcontrast.synth.geometry import Blob, Capsule, Layer
 from ivcontrast.synth.physiology import LABEL
+
+# Drawn per patient (uniform ranges): how far the muscle wall bulges at the shoulders
+# (mm; less with the arms raised), the fat's thickness in front, at the sides and behind
+# (multiples of the patient's fat), the groove over the spine (mm), the pectorals and
+# latissimus (multiples of the muscle), how much the back flattens on the table, and
+# the muscles over the scapulae and the back (multiple of the muscle).
+SHOULDER_MM = {"down": (55, 85), "up": (20, 40)}
+FAT_FRONT = (0.7, 1.6)
+FAT_SIDE = (0.9, 1.6)
+FAT_BACK = (0.5, 1.0)
+GROOVE_MM = (3, 8)
+PECTORALS = (0.6, 1.6)
+LATISSIMUS = (0.3, 1.0)
+BACK_PRESS = (0.6, 0.95)
+SCAPULAR_MUSCLES = (1.2, 2.2)
+# Arms: nominal z of the top and bottom of an arm lying beside the trunk, and of one
+# raised beside the head (where a chest scan's top slices cut it).
+ARM_DOWN_Z = (20, -320)
+ARM_UP_Z = (260, 70)
 
 
 class TorsoParts(BuilderBase):
@@ -24,15 +43,14 @@ class TorsoParts(BuilderBase):
         p, rng = self.p, self.rng
         zs = np.arange(Z_BOTTOM, Z_TOP + 1, 10.0) * self.h
         params, fat, mus = [], [], []
-        shoulder = rng.uniform(55, 85) if p.arms == "down" else rng.uniform(20, 40)
-        f_ant = rng.uniform(0.7, 1.6)
-        f_lat = rng.uniform(0.9, 1.6)
-        f_post = rng.uniform(0.5, 1.0)
-        groove = rng.uniform(3, 8)
-        pect = rng.uniform(0.6, 1.6) * (1.2 if p.sex == "M" else 0.9)
-        lat_m = rng.uniform(0.3, 1.0) * p.muscle_mm
-        press = rng.uniform(0.6, 0.95)  # how much the back flattens on the table
-        scap = rng.uniform(1.2, 2.2)  # muscles over the scapulae and the back
+        u = rng.uniform
+        shoulder = u(*SHOULDER_MM["down" if p.arms == "down" else "up"])
+        f_ant, f_lat, f_post = u(*FAT_FRONT), u(*FAT_SIDE), u(*FAT_BACK)
+        groove = u(*GROOVE_MM)
+        pect = u(*PECTORALS) * (1.2 if p.sex == "M" else 0.9)
+        lat_m = u(*LATISSIMUS) * p.muscle_mm
+        press = u(*BACK_PRESS)
+        scap = u(*SCAPULAR_MUSCLES)
         for z in zs:
             n = z / self.h
             w = float(np.clip((n - 60) / 55.0, 0.0, 1.0))  # 0 chest .. 1 neck
@@ -93,7 +111,7 @@ class TorsoParts(BuilderBase):
         for side in (-1.0, 1.0):
             r_arm = rng.uniform(38, 52) + p.fat_mm * 0.6
             if p.arms == "down":
-                top, bottom = self.z(20), self.z(-320)
+                top, bottom = (self.z(n) for n in ARM_DOWN_Z)
                 zs = np.linspace(bottom, top, 8)
                 knots = []
                 for z in zs:
@@ -106,7 +124,7 @@ class TorsoParts(BuilderBase):
                 self.ellipse("bone_trabecular", "marrow", [(*b[:3], 6.5, 6.5) for b in bone])
             else:
                 # Raised arms lie beside the head; a chest scan's top slices cut them.
-                top, bottom = self.z(260), self.z(70)
+                top, bottom = (self.z(n) for n in ARM_UP_Z)
                 knots = []
                 for z in np.linspace(bottom, top, 6):
                     x = side * (p.neck_a + p.fat_mm + r_arm + 45 + (z - bottom) * 0.1)
@@ -200,3 +218,22 @@ class TorsoParts(BuilderBase):
                 cy = min(self.spine_y(z) + 38 + size * 0.25, back - size - 2.0)
                 kn.append((z, self.spine_x(z) + side * (size * 0.8 + 9), cy, size * 0.8, size))
             self.muscle_with_plane(kn, gap=2.5)
+
+    def raised_arm_streaks(self, rng: Rng) -> None:
+        """Arms raised beside the head: beam hardening between the two humeri."""
+        if self.p.arms != "up" or len(self.arm_bones) != 2:
+            return
+        left, right = (np.asarray(k, dtype=float) for k in self.arm_bones)
+        lo, hi = max(left[0, 0], right[0, 0]), min(left[-1, 0], right[-1, 0])
+
+        def pair(z: float) -> tuple[float, float, float, float] | None:
+            if not lo <= z <= hi:
+                return None
+            return (
+                float(np.interp(z, left[:, 0], left[:, 1])),
+                float(np.interp(z, left[:, 0], left[:, 2])),
+                float(np.interp(z, right[:, 0], right[:, 1])),
+                float(np.interp(z, right[:, 0], right[:, 2])),
+            )
+
+        self.dense_pairs.append((pair, rng.uniform(25, 60)))
