@@ -53,11 +53,13 @@ _READING_CODE = ("preprocess.py", "volume.py", "dicom_series.py", "sources.py")
 
 @functools.cache
 def code_digest(folder: Path, names: tuple[str, ...] | None = None) -> str:
-    """sha256 over the named (default: all) ``.py`` files of a package folder."""
-    files = sorted(folder.glob("*.py")) if names is None else [folder / n for n in names]
+    """sha256 over the named (default: all, subpackages included) ``.py`` files of a
+    package folder."""
+    files = sorted(folder.rglob("*.py")) if names is None else [folder / n for n in names]
     digest = hashlib.sha256()
     for file in files:
-        digest.update(file.name.encode() + b"\0" + file.read_bytes() + b"\0")
+        name = file.relative_to(folder).as_posix()
+        digest.update(name.encode() + b"\0" + file.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
