@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, settings
 
 from ivcontrast.store.db import Database
 from ivcontrast.web import create_app
-from tests.support.web_store import fill_store, model_package, web_settings
+from tests.support.web_store import add_review_series, fill_store, model_package, web_settings
 
 pytestmark = pytest.mark.slow
 
@@ -56,6 +56,7 @@ def web_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
     db = Database(settings_.db_url)
     db.upgrade()
     fill_store(db, settings_.spool_path, slices=6, size=32)
+    add_review_series(db, settings_.spool_path, slices=6, size=32)  # review and physics rows
     yield create_app(settings_, db)
     db.dispose()
 

@@ -16,9 +16,15 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from ivcontrast.web import plot
 from ivcontrast.web.auth import safe_next, session_value, token_matches
 from ivcontrast.web.metrics import Exposition
-from ivcontrast.web.schemas import slice_points
+from ivcontrast.web.pages.render import LABEL_TEXT
+from ivcontrast.web.schemas import physics_out, slice_points
 from ivcontrast.web.thumbnails import (
+    MARK_COLOUR,
+    Geometry,
+    Slice,
     ThumbnailError,
+    physics_slice,
+    render_marked_png,
     render_png,
     representative,
     resolve,
@@ -208,3 +214,53 @@ def test_slice_points_are_sorted_and_malformed_ones_dropped() -> None:
     points = slice_points(raw)
     assert [(p.z_mm, p.probability) for p in points] == [(-5, 0.9), (0, 1), (5, 0.2)]
     assert slice_points(None) == []
+
+
+# -- the physics opinion's picture ------------------------------------------------------------
+
+
+def _geometry(zs: list[float | None], normal: tuple[float, float, float] | None) -> Geometry:
+    slices = [Slice(f"1.2.{i}", f"a/{i}.dcm", f"{i:064d}", i + 1, z) for i, z in enumerate(zs)]
+    return Geometry(slices, normal)
+
+
+def test_the_physics_slice_is_found_by_its_position_along_the_classifiers_normal() -> None:
+    feet_first = _geometry([-10.0, -5.0, 0.0, 5.0], (0.0, 0.0, 1.0))
+    assert physics_slice(feet_first, -5.0, 1).sop_instance_uid == "1.2.1"  # type: ignore[union-attr]
+    # Index 3 in the classifier's order, but the position decides (headers may hold more).
+    assert physics_slice(feet_first, 0.004, 3).sop_instance_uid == "1.2.2"  # type: ignore[union-attr]
+    assert physics_slice(feet_first, 2.5, 1) is None  # between slices: not this series' slice
+    # A normal pointing to the feet: the classifier flips it, so its z is the negative.
+    flipped = _geometry([-5.0, 0.0, 5.0], (0.0, 0.0, -1.0))
+    assert physics_slice(flipped, 5.0, 0).sop_instance_uid == "1.2.0"  # type: ignore[union-attr]
+    # No positions in the headers: the index in the sorted series.
+    unplaced = _geometry([None, None], None)
+    assert physics_slice(unplaced, 12.0, 1).sop_instance_uid == "1.2.1"  # type: ignore[union-attr]
+    assert physics_slice(unplaced, None, 2) is None
+
+
+def test_the_marked_picture_circles_the_blood_pool(tmp_path: Path) -> None:
+    hu = np.full((64, 64), 40.0, dtype=np.float32)
+    path = _ct_file(tmp_path / "a.dcm", hu)  # 1 mm pixels
+    plain = np.asarray(Image.open(io.BytesIO(render_png(path, 64))))
+    img = np.asarray(Image.open(io.BytesIO(render_marked_png(path, 64, 20.0, 40.0, 8.0))))
+    assert img.shape == (64, 64, 3)
+    ring = np.all(img == MARK_COLOUR, axis=2)
+    ys, xs = np.nonzero(ring)
+    distance = np.hypot(ys - 20.0, xs - 40.0)
+    assert len(ys) > 30 and abs(np.median(distance) - 8.0) < 1.0
+    assert (img[20, 40] == plain[20, 40]).all()  # the vessel itself is not covered
+    # Halved: the circle shrinks with the picture.
+    small = np.asarray(Image.open(io.BytesIO(render_marked_png(path, 32, 20.0, 40.0, 8.0))))
+    ys, xs = np.nonzero(np.all(small == MARK_COLOUR, axis=2))
+    assert abs(np.median(np.hypot(ys + 0.5 - 10.25, xs + 0.5 - 20.25)) - 4.0) < 1.0
+
+
+def test_the_stored_physics_opinion_is_read_leniently() -> None:
+    good = physics_out({"found": True, "hu": 41.5, "row": 3.0, "col": 4.0, "reason": "x"})
+    assert good is not None and good.hu == 41.5 and good.structure is None
+    nan = physics_out({"found": True, "hu": float("nan"), "extra": 1, "reason": "x"})
+    assert nan is not None and nan.hu is None  # JSON has no NaN
+    assert physics_out(None) is None and physics_out([1, 2]) is None
+    assert physics_out({"found": "perhaps"}) is None
+    assert LABEL_TEXT["review"] == "Review"

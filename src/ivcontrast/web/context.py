@@ -21,6 +21,8 @@ from ivcontrast.web.thumbnails import (
     Geometry,
     Slice,
     ThumbnailError,
+    physics_slice,
+    render_marked_png,
     render_png,
     representative,
     resolve,
@@ -32,6 +34,17 @@ THUMBNAIL_CACHE = 256  # PNGs kept in memory (~20 kB each at the default size)
 
 def thumbnail_url(series_uid: str, index: int) -> str:
     return f"/series/{series_uid}/thumbnails/{index}.png"
+
+
+def physics_thumbnail_url(series_uid: str) -> str:
+    return f"/series/{series_uid}/physics.png"
+
+
+def _mark(physics: s.PhysicsOut | None) -> tuple[float, float, float] | None:
+    """(row, column, radius in mm) of a blood pool the opinion found, else None."""
+    if physics is None or not physics.found or physics.row is None or physics.col is None:
+        return None
+    return physics.row, physics.col, physics.radius_mm or 0.0
 
 
 @dataclass
@@ -47,6 +60,9 @@ class WebContext:
     settings: Settings
     db: Database
     _render: Callable[[str, str, int], bytes] = field(init=False, repr=False)
+    _render_marked: Callable[[str, str, int, tuple[float, float, float]], bytes] = field(
+        init=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         # Keyed by path and content hash: a re-sent instance with new bytes renders afresh.
@@ -54,7 +70,15 @@ class WebContext:
         def render(path: str, sha256: str, size: int) -> bytes:
             return render_png(Path(path), size)
 
+        # ... and by the mark (row, column, radius): a new result may circle elsewhere.
+        @functools.lru_cache(maxsize=THUMBNAIL_CACHE // 4)
+        def render_marked(
+            path: str, sha256: str, size: int, mark: tuple[float, float, float]
+        ) -> bytes:
+            return render_marked_png(Path(path), size, *mark)
+
         self._render = render
+        self._render_marked = render_marked
 
     @functools.cached_property
     def model_notice(self) -> str | None:
@@ -101,7 +125,10 @@ class WebContext:
                     )
                     for k, sl in enumerate(chosen)
                 ],
+                physics_thumbnail=None,
             )
+        if detail.results and _mark(detail.results[0].physics) is not None:
+            detail.physics_thumbnail = physics_thumbnail_url(series.series_uid)
         return SeriesView(detail, geometry.normal)
 
     def thumbnail(self, series_uid: str, index: int, size: int) -> tuple[bytes, str]:
@@ -120,6 +147,29 @@ class WebContext:
         except ThumbnailError as exc:
             raise HTTPException(422, str(exc)) from None
         return png, f'"{chosen_slice.sha256[:32]}-{size}"'
+
+    def physics_thumbnail(self, series_uid: str, size: int) -> tuple[bytes, str]:
+        """PNG bytes and an ETag for the slice where the newest result's physics opinion
+        measured the blood pool, circled; HTTPException 404 where it found none."""
+        with self.db.session() as session:
+            row = read.series_by_uid(session, series_uid)
+            if row is None:
+                raise HTTPException(404, f"series {series_uid} not found")
+            pool = s.physics_out(row.result.physics) if row.result else None
+            mark = _mark(pool)
+            if pool is None or mark is None:
+                raise HTTPException(404, f"series {series_uid} has no blood pool to show")
+            geometry = sorted_slices(read.series_instances(session, row.series.id))
+        chosen = physics_slice(geometry, pool.z_mm, pool.slice_index)
+        if chosen is None:
+            raise HTTPException(404, f"series {series_uid}: the blood pool's slice is gone")
+        try:
+            path = resolve(self.settings.spool_path, chosen.path)
+            png = self._render_marked(str(path), chosen.sha256, size, mark)
+        except ThumbnailError as exc:
+            raise HTTPException(422, str(exc)) from None
+        marker = "-".join(f"{v:g}" for v in mark)
+        return png, f'"{chosen.sha256[:32]}-{size}-{marker}"'
 
 
 def utc(value: datetime | None) -> datetime | None:

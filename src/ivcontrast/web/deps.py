@@ -44,7 +44,7 @@ def _iso_only(value: object) -> object:
     return value
 
 
-LabelParam = Literal[Label.CONTRAST, Label.NO_CONTRAST]
+LabelParam = Literal[Label.CONTRAST, Label.NO_CONTRAST, Label.REVIEW]
 UidPath = Annotated[str, Path(max_length=64, pattern=UID_PATTERN)]
 UidQuery = Annotated[str | None, Query(max_length=64, pattern=UID_PATTERN)]
 Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]

@@ -1,7 +1,9 @@
 """What the HTTP API returns: response models, and their construction from store rows.
 
 Patient names and IDs appear only in ``patient``, which stays null unless
-``web.show_patient_names`` is set.
+``web.show_patient_names`` is set. A result's ``label`` is ``review`` where the network and
+the physics opinion (the blood pool's HU) disagree or the network is unsure; the network's own
+call, the reasons and the physics opinion come with it.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import math
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from ivcontrast.store.models import (
     Association,
@@ -39,11 +41,23 @@ class Patient(BaseModel):
     id: str | None
 
 
+LABEL_DESCRIPTION = "contrast, no_contrast or review (a person decides)"
+
+
 class ResultSummary(BaseModel):
     series_version: int
     current: bool = Field(description="false while a re-opened series waits to be re-classified")
     probability: float
-    label: str = Field(description="contrast or no_contrast")
+    label: str = Field(description=LABEL_DESCRIPTION)
+    network_label: str | None = Field(
+        description="the network's own call (contrast or no_contrast); null for old results"
+    )
+    review_reasons: list[str] = Field(description="why the series is in review; empty otherwise")
+    physics_label: str | None = Field(
+        description="what the blood pool's HU says; null when not measured or not found"
+    )
+    physics_hu: float | None = Field(description="the blood pool's HU (calcium excluded)")
+    physics_structure: str | None = Field(description="where the blood pool was measured")
     threshold: float
     tag_status: str = Field(description="missing, agrees or disagrees")
     original_contrast_agent: str | None = Field(description="ContrastBolusAgent as received")
@@ -57,7 +71,25 @@ class SlicePoint(BaseModel):
     probability: float
 
 
+class PhysicsOut(BaseModel):
+    """The physics second opinion: the blood pool found (or why not), and its HU."""
+
+    found: bool
+    contrast: bool | None = Field(None, description="HU at or above threshold_hu")
+    structure: str | None = None
+    hu: float | None = Field(None, description="median over the vessel's core, calcium excluded")
+    slice_index: int | None = Field(None, description="in the series sorted along z, from 0")
+    z_mm: float | None = Field(None, description="that slice's position along the slice normal")
+    row: float | None = Field(None, description="centre: pixel row (anterior -> posterior)")
+    col: float | None = Field(None, description="centre: pixel column (patient right -> left)")
+    radius_mm: float | None = None
+    threshold_hu: float | None = None
+    reason: str = Field("", description="how it was measured, or why nothing was found")
+
+
 class ResultDetail(ResultSummary):
+    physics: PhysicsOut | None = Field(description="null when no physics opinion was measured")
+    physics_seconds: float | None
     model_sha256: str | None
     aggregation: str
     slices_used: int
@@ -174,6 +206,9 @@ class SeriesDetail(SeriesSummary):
     writebacks: list[WritebackOut]
     results: list[ResultDetail] = Field(description="every result version, newest first")
     thumbnails: list[ThumbnailOut]
+    physics_thumbnail: str | None = Field(
+        description="the slice of the blood pool with it circled (PNG), when one was found"
+    )
 
 
 class ResultOut(BaseModel):
@@ -189,7 +224,13 @@ class ResultOut(BaseModel):
     series_version: int
     current: bool
     probability: float
-    label: str
+    label: str = Field(description=LABEL_DESCRIPTION)
+    network_label: str | None
+    review_reasons: list[str]
+    physics_label: str | None
+    physics_hu: float | None
+    physics_structure: str | None
+    physics: PhysicsOut | None
     threshold: float
     tag_status: str
     original_contrast_agent: str | None
@@ -234,7 +275,10 @@ class JobCount(BaseModel):
 
 class SummaryOut(BaseModel):
     series_by_state: dict[str, int]
-    results_by_label: dict[str, int]
+    results_by_label: dict[str, int] = Field(
+        description="each series' newest result by label: contrast, no_contrast, review"
+    )
+    in_review: int = Field(description="series whose newest result waits for a person")
     results_by_tag_status: dict[str, int]
     jobs: list[JobCount]
     instances: int
@@ -262,12 +306,44 @@ def patient(study: Study, show: bool) -> Patient | None:
     return Patient(name=study.patient_name, id=study.patient_id) if show else None
 
 
+def _finite(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def physics_out(raw: Any) -> PhysicsOut | None:
+    """The stored opinion (``BloodPool.to_dict``); None when absent or malformed, and
+    non-finite numbers as null (JSON has no NaN)."""
+    if not isinstance(raw, dict):
+        return None
+    numbers = ("hu", "z_mm", "row", "col", "radius_mm", "threshold_hu")
+    clean = {k: v for k, v in raw.items() if k in PhysicsOut.model_fields}
+    clean.update({k: _finite(raw.get(k)) for k in numbers})
+    try:
+        return PhysicsOut.model_validate(clean)
+    except ValidationError:
+        return None
+
+
+def review_fields(result: Result) -> dict[str, Any]:
+    """The review state and the physics summary, as the summary and the export show them."""
+    return {
+        "network_label": result.network_label,
+        "review_reasons": [str(r) for r in result.review_reasons or []],
+        "physics_label": result.physics_label,
+        "physics_hu": _finite(result.physics_hu),
+        "physics_structure": result.physics_structure,
+    }
+
+
 def result_summary(result: Result, series: Series) -> ResultSummary:
     return ResultSummary(
         series_version=result.series_version,
         current=result.series_version == series.version,
         probability=result.probability,
         label=result.label,
+        **review_fields(result),
         threshold=result.threshold,
         tag_status=result.tag_status,
         original_contrast_agent=result.original_contrast_agent,
@@ -293,6 +369,8 @@ def slice_points(raw: Any) -> list[SlicePoint]:
 def result_detail(result: Result, series: Series) -> ResultDetail:
     return ResultDetail(
         **result_summary(result, series).model_dump(),
+        physics=physics_out(result.physics),
+        physics_seconds=result.physics_seconds,
         model_sha256=result.model_sha256,
         aggregation=result.aggregation,
         slices_used=result.slices_used,
@@ -383,6 +461,8 @@ def result_out(result: Result, series: Series, study: Study, show_patient: bool)
         current=result.series_version == series.version,
         probability=result.probability,
         label=result.label,
+        **review_fields(result),
+        physics=physics_out(result.physics),
         threshold=result.threshold,
         tag_status=result.tag_status,
         original_contrast_agent=result.original_contrast_agent,

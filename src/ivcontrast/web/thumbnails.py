@@ -3,6 +3,10 @@
 The slices are chosen from the indexed headers (no file opened): single-frame images sorted
 along the slice normal, one from the middle of each of ``count`` equal stretches of the
 series. Only the chosen files are decoded.
+
+The physics opinion's slice (``physics_slice``) is found the same way, by its position, and
+``render_marked_png`` draws the blood pool on it: a circle of the measured radius at the
+measured centre, in the canonical orientation both the classifier and these pictures use.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from ivcontrast.classifier.dicom_series import DicomSeries
 from ivcontrast.classifier.errors import VolumeError
@@ -25,6 +29,10 @@ log = logging.getLogger(__name__)
 # Soft-tissue window: enhancing vessels and organs stand out from unenhanced ones.
 WINDOW_CENTER_HU = 40.0
 WINDOW_WIDTH_HU = 400.0
+MARK_COLOUR = (255, 190, 0)  # amber: visible on grey, not the red of an error
+MIN_MARK_PX = 4.0
+# The physics opinion's z is rounded to 0.01 mm; neighbouring slices lie >= 0.5 mm apart.
+SAME_SLICE_MM = 0.25
 
 
 class ThumbnailError(Exception):
@@ -106,22 +114,64 @@ def resolve(spool: Path, relative: str) -> Path:
     return path
 
 
-def render_png(path: Path, size: int) -> bytes:
-    """The slice at ``path`` in the soft-tissue window, at most ``size`` pixels a side.
+def physics_slice(geometry: Geometry, z_mm: float | None, index: int | None) -> Slice | None:
+    """The slice the physics opinion measured: by its position ``z_mm`` along the classifier's
+    slice normal (signed toward its largest component, see ``classifier.volume.slice_normal``),
+    else by ``index`` in the sorted series when the headers give no positions."""
+    slices = geometry.slices
+    if z_mm is not None and geometry.normal is not None:
+        normal = geometry.normal
+        sign = 1.0 if normal[int(np.argmax(np.abs(normal)))] >= 0 else -1.0
+        placed = [s for s in slices if s.z_mm is not None]
+        if placed:
+            nearest = min(placed, key=lambda s: abs(sign * (s.z_mm or 0.0) - z_mm))
+            return nearest if abs(sign * (nearest.z_mm or 0.0) - z_mm) <= SAME_SLICE_MM else None
+    if index is not None and 0 <= index < len(slices):
+        return slices[index]
+    return None
+
+
+def _windowed(path: Path) -> tuple[Image.Image, tuple[float, float]]:
+    """The slice at ``path`` in the soft-tissue window, and its (row, column) spacing in mm.
 
     Decoded by the classifier's reader, so the picture shows the HU (rescale, padding) and
-    the in-plane orientation the model saw.
+    the in-plane orientation the model and the physics opinion saw.
     """
     if not path.is_file():
         raise ThumbnailError(f"{path.name}: file not found in the spool")
     try:
-        hu = DicomSeries.open([path]).read([0])[0]
+        series = DicomSeries.open([path])
+        hu = series.read([0])[0]
     except VolumeError as exc:
         raise ThumbnailError(str(exc)) from None
     low = WINDOW_CENTER_HU - WINDOW_WIDTH_HU / 2
     grey = np.clip((hu - low) * (255.0 / WINDOW_WIDTH_HU), 0, 255).astype(np.uint8)
-    image = Image.fromarray(grey)
-    image.thumbnail((size, size), Image.Resampling.LANCZOS)
+    return Image.fromarray(grey), series.geometry.pixel_spacing
+
+
+def _png(image: Image.Image) -> bytes:
     out = io.BytesIO()
     image.save(out, format="PNG")
     return out.getvalue()
+
+
+def render_png(path: Path, size: int) -> bytes:
+    """The slice at ``path`` in the soft-tissue window, at most ``size`` pixels a side."""
+    image, _ = _windowed(path)
+    image.thumbnail((size, size), Image.Resampling.LANCZOS)
+    return _png(image)
+
+
+def render_marked_png(path: Path, size: int, row: float, col: float, radius_mm: float) -> bytes:
+    """As ``render_png``, with a circle of ``radius_mm`` around pixel (``row``, ``col``)."""
+    image, (row_mm, col_mm) = _windowed(path)
+    width, height = image.size
+    image = image.convert("RGB")
+    image.thumbnail((size, size), Image.Resampling.LANCZOS)
+    sx, sy = image.size[0] / width, image.size[1] / height
+    x, y = (col + 0.5) * sx, (row + 0.5) * sy  # pixel centres
+    rx = max(MIN_MARK_PX, radius_mm / col_mm * sx)
+    ry = max(MIN_MARK_PX, radius_mm / row_mm * sy)
+    line = max(1, round(min(image.size) / 128))
+    ImageDraw.Draw(image).ellipse((x - rx, y - ry, x + rx, y + ry), outline=MARK_COLOUR, width=line)
+    return _png(image)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Iterator
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
@@ -119,12 +120,23 @@ def _csv_lines(items: Iterator[s.ResultOut], show_patient: bool) -> Iterator[str
     writer.writerow(columns)
     for item in items:
         row = item.model_dump(mode="json")
-        writer.writerow(["" if row[c] is None else row[c] for c in columns])
+        writer.writerow([_cell(row[c]) for c in columns])
         if buffer.tell() > 64 * 1024:
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()
     yield buffer.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell: review reasons one after another ("; "), the physics opinion as JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return "; ".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, separators=(",", ":"))
+    return value
 
 
 def _json_lines(items: Iterator[s.ResultOut], show_patient: bool) -> Iterator[str]:

@@ -1,4 +1,5 @@
-"""``/api/series`` (the list and one series' detail) and the series thumbnails."""
+"""``/api/series`` (the list and one series' detail), the series thumbnails, and the slice of
+the blood pool that the physics opinion measured, circled."""
 
 from __future__ import annotations
 
@@ -96,6 +97,31 @@ def thumbnail(
 ) -> Response:
     """Representative slice ``index`` (0 = the lowest z) in a soft-tissue window (W400/L40)."""
     png, etag = ctx.thumbnail(series_uid, index, size)
+    return _png_response(request, png, etag)
+
+
+@router.get(
+    "/series/{series_uid}/physics.png",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/png": {}}, "description": "PNG, soft-tissue window, circled"},
+        404: {"model": ErrorOut, "description": "no such series, or no blood pool found"},
+        422: {"model": ErrorOut, "description": "the slice cannot be decoded"},
+    },
+)
+def physics_thumbnail(
+    ctx: Context,
+    request: Request,
+    series_uid: UidPath,
+    size: Annotated[int, Query(ge=32, le=1024, description="longest side in pixels")] = 256,
+) -> Response:
+    """The slice where the newest result's physics opinion measured the blood pool, with the
+    blood pool circled (its centre and radius), in the soft-tissue window (W400/L40)."""
+    png, etag = ctx.physics_thumbnail(series_uid, size)
+    return _png_response(request, png, etag)
+
+
+def _png_response(request: Request, png: bytes, etag: str) -> Response:
     headers = {"ETag": etag, "Cache-Control": "private, max-age=3600"}
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
