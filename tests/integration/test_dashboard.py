@@ -26,6 +26,8 @@ from tests.support.web_store import (
     PATIENT_ID,
     PATIENT_NAME,
     Filled,
+    Review,
+    add_review_series,
     fill_store,
     model_package,
     web_settings,
@@ -51,6 +53,7 @@ def artifacts_dir() -> Path:
 class Live:
     url: str
     filled: Filled
+    review: Review
     profile_root: Path
 
 
@@ -63,9 +66,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     db = Database(settings.db_url)
     db.upgrade()
     filled = fill_store(db, settings.spool_path, slices=40, size=256)
+    review = add_review_series(db, settings.spool_path, size=256)
     server = WebServer(settings, db)
     url = server.start()
-    yield Live(url, filled, tmp_path_factory.mktemp("chromium"))
+    yield Live(url, filled, review, tmp_path_factory.mktemp("chromium"))
     server.stop()
     db.dispose()
 
@@ -177,3 +181,17 @@ def test_unavailable_images_are_marked_not_broken(live: Live) -> None:
     assert "(image unavailable)" in html
     assert "localizer/scout" in html
     screenshot(live, "/series", "dashboard-series-list.png", 1100)
+
+
+def test_a_series_in_review_shows_why_and_the_blood_pool_circled(live: Live) -> None:
+    html = dump_dom(live, f"/series/{live.review.review}")
+    assert "In review: a person decides." in html and live.review.reasons[0] in html
+    assert "Physics second opinion" in html and "41 HU" in html
+    pictures = [i for i in elements(html)["img"] if "physics.png" in i.get("src", "")]
+    assert len(pictures) == 1
+    shot = screenshot(live, f"/series/{live.review.review}", "dashboard-review.png", 1400)
+    # The circle (amber, 255/190/0) drawn around the blood pool, shown in the browser.
+    amber = np.all(np.abs(shot.astype(int) - [255, 190, 0]) < 40, axis=2)
+    assert amber.sum() > 30
+    overview = dump_dom(live, "/")
+    assert 'href="/series?label=review"' in overview

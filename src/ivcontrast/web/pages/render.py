@@ -80,7 +80,11 @@ def _tag_claim(value: str | None) -> str:
     return "missing" if claim is None else ("contrast" if claim else "no contrast")
 
 
-LABEL_TEXT: dict[str, str] = {Label.CONTRAST: "IV contrast", Label.NO_CONTRAST: "No IV contrast"}
+LABEL_TEXT: dict[str, str] = {
+    Label.CONTRAST: "IV contrast",
+    Label.NO_CONTRAST: "No IV contrast",
+    Label.REVIEW: "Review",
+}
 
 
 def _label_text(label: str | None) -> str:
