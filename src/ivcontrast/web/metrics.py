@@ -18,7 +18,7 @@ from ivcontrast.config import Settings
 from ivcontrast.store import read
 from ivcontrast.store.db import Database
 from ivcontrast.store.models import Worker, utcnow
-from ivcontrast.vocabulary import JobKind
+from ivcontrast.vocabulary import JobKind, Label
 from ivcontrast.web.health import existing_parent
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -150,6 +150,14 @@ def _results(out: Exposition, summary: read.Summary, totals: read.Totals) -> Non
             ({"label": label, "tag_status": tag}, n)
             for (label, tag), n in totals.results_by_label_tag.items()
         ],
+    )
+    # Every label, zero included, so an alert on a growing review queue has a series to watch.
+    newest = {str(label): 0 for label in Label} | summary.results_by_label
+    out.family(
+        "ivcontrast_current_results",
+        "gauge",
+        "Each series' newest result by label (review: series waiting for a person to decide).",
+        [({"label": label}, n) for label, n in newest.items()],
     )
     latency = totals.classification_seconds
     out.histogram(

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends
 
 from ivcontrast.store import read
 from ivcontrast.store.models import utcnow
+from ivcontrast.vocabulary import Label
 from ivcontrast.web import schemas as s
 from ivcontrast.web.deps import Context, strict_query
 
@@ -14,7 +15,8 @@ router = APIRouter(dependencies=[Depends(strict_query)], tags=["overview"])
 
 @router.get("/api/summary", response_model=s.SummaryOut)
 def summary(ctx: Context) -> s.SummaryOut:
-    """Counts by series state, by result label and tag status; jobs; live workers."""
+    """Counts by series state, by result label (review included) and tag status; jobs; live
+    workers."""
     now = utcnow()
     with ctx.db.session() as session:
         counts = read.summary(session)
@@ -22,6 +24,7 @@ def summary(ctx: Context) -> s.SummaryOut:
     return s.SummaryOut(
         series_by_state=counts.series_by_state,
         results_by_label=counts.results_by_label,
+        in_review=counts.results_by_label.get(Label.REVIEW, 0),
         results_by_tag_status=counts.results_by_tag_status,
         jobs=[
             s.JobCount(kind=kind, state=state, count=n)
