@@ -100,6 +100,7 @@ def api(store: Database, query: str) -> list[str]:
         (["--study", "1.2.4"], "study_uid=1.2.4"),
         (["--accession", "A3"], "accession=A3"),
         (["--label", "contrast"], "label=contrast"),
+        (["--label", "review"], "label=review"),
         (["--tag-status", "disagrees"], "tag_status=disagrees"),
         (["--limit", "2"], "limit=2"),
     ],
