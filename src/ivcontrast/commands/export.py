@@ -40,6 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="decision threshold (default: Youden on validation)",
     )
     parser.add_argument(
+        "--review-band",
+        type=float,
+        default=None,
+        help="scan probabilities this close to the threshold go to review "
+        "(default: the checkpoint's, 0 = never)",
+    )
+    parser.add_argument(
         "--weights-dtype",
         choices=["float32", "float16"],
         default=None,
@@ -95,6 +102,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             name=args.name,
             version=args.model_version,
             threshold=args.threshold,
+            review_band=args.review_band,
             weights_dtype=args.weights_dtype,
             intended_use=args.intended_use,
             reports=reports,

@@ -115,6 +115,7 @@ def export_checkpoint(
     name: str | None = None,
     version: str | None = None,
     threshold: float | None = None,
+    review_band: float | None = None,
     weights_dtype: str | None = None,
     intended_use: str | None = None,
     reports: Mapping[str, Mapping[str, Any]] | None = None,
@@ -134,6 +135,7 @@ def export_checkpoint(
         ("name", name),
         ("version", version),
         ("threshold", threshold),
+        ("review_band", review_band),
         ("weights_dtype", weights_dtype),
         ("intended_use", intended_use),
     ):
