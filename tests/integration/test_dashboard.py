@@ -22,12 +22,11 @@ from PIL import Image
 
 from ivcontrast.store.db import Database
 from ivcontrast.web import WebServer
+from tests.support.review_store import Review, add_review_series
 from tests.support.web_store import (
     PATIENT_ID,
     PATIENT_NAME,
     Filled,
-    Review,
-    add_review_series,
     fill_store,
     model_package,
     web_settings,

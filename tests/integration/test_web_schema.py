@@ -18,7 +18,8 @@ from hypothesis import HealthCheck, settings
 
 from ivcontrast.store.db import Database
 from ivcontrast.web import create_app
-from tests.support.web_store import add_review_series, fill_store, model_package, web_settings
+from tests.support.review_store import add_review_series
+from tests.support.web_store import fill_store, model_package, web_settings
 
 pytestmark = pytest.mark.slow
 
