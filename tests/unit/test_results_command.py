@@ -318,3 +318,16 @@ def test_the_table_stays_short_and_csv_has_the_reasons(
     assert review["physics_hu"] == "41.500" and review["network_label"] == "contrast"
     assert "physics" not in review  # the whole opinion is JSON's
     assert rows["1.2.3.1"]["review_reasons"] == "" and rows["1.2.3.1"]["blood_hu"] == ""
+
+
+def test_the_read_model_counts_and_finds_review(with_review: Database) -> None:
+    from ivcontrast.store import read
+
+    with with_review.session() as session:
+        rows = list(find_results(session, ResultQuery(label="review")))
+        counts = read.summary(session)
+        _, series = read.series_page(session, read.SeriesFilter(label="review"), None)
+    assert [r.series.series_uid for r in rows] == ["1.2.5.1"]
+    assert rows[0].result.physics == PHYSICS
+    assert counts.results_by_label == {"contrast": 3, "no_contrast": 1, "review": 1}
+    assert [s.series.series_uid for s in series] == ["1.2.5.1"]

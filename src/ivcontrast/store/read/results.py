@@ -20,7 +20,7 @@ from ivcontrast.store.models import Result, Series, Study
 
 @dataclass(frozen=True)
 class ResultQuery:
-    label: str | None = None  # contrast or no_contrast
+    label: str | None = None  # contrast, no_contrast or review
     tag_status: str | None = None  # missing, agrees or disagrees
     since: datetime | None = None
     until: datetime | None = None
