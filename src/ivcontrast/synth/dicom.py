@@ -17,7 +17,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID
 
 from ivcontrast import __version__
-from ivcontrast.synth.spec import TRANSFER_SYNTAXES, SeriesPlan, uid
+from ivcontrast.synth.identity import uid
+from ivcontrast.synth.spec import TRANSFER_SYNTAXES, SeriesPlan
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 SC_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.7"
@@ -51,25 +52,63 @@ def padding_value(plan: SeriesPlan) -> int | None:
     return -2000 if plan.fov_circle == "padding" else None
 
 
+PHASE_WORDS = {
+    "none": "native",
+    "arterial": "arterial",
+    "portal_venous": "venous",
+    "delayed": "delayed",
+}
+# An MR series (not CT at all) for the eligibility cases: spin echo, 1.5 T.
+MR_ELEMENTS: tuple[Element, ...] = (
+    (0x00180020, "CS", "SE"),
+    (0x00180021, "CS", "NONE"),
+    (0x00180022, "CS", ""),
+    (0x00180023, "CS", "2D"),
+    (0x00180080, "DS", "500"),
+    (0x00180081, "DS", "15"),
+    (0x00180091, "IS", "1"),
+    (0x00180087, "DS", "1.5"),
+    (0x00180024, "SH", "se2d1"),
+    (0x00180025, "CS", "N"),
+    (0x00180085, "SH", "1H"),
+)
+
+
 def series_elements(plan: SeriesPlan, geometry: dict[str, Any]) -> list[Element]:
     """The elements every slice of the series shares, in tag order once sorted."""
-    ct = plan.sop_class == "ct"
     mr = plan.sop_class == "mr"
-    sc = plan.sop_class == "sc"
+    e = _common_elements(plan, geometry)
+    e.append((0x00200037, "DS", [_fmt(v) for v in geometry["orientation"]]))
+    if not mr:
+        e += _display_elements(plan)
+    if plan.sop_class in ("ct", "sc"):
+        e += _acquisition_elements(plan)
+    if plan.sop_class == "sc":
+        e += [(0x00080064, "CS", "WSD"), (0x00200020, "CS", ["L", "P"])]
+    if mr:
+        e += list(MR_ELEMENTS)
+    if plan.tag_value is not None and not mr:
+        e.append((0x00180010, "LO", plan.tag_value))
+        if plan.tag_value and plan.tag_value not in ("N", "NO", "n"):
+            e.append((0x00181040, "LO", "IV"))
+    pad = padding_value(plan)
+    if pad is not None:
+        e.append((0x00280120, "SS" if plan.signed else "US", pad))
+    return e
+
+
+def _common_elements(plan: SeriesPlan, geometry: dict[str, Any]) -> list[Element]:
+    """Patient, study, series, equipment and image pixel elements."""
+    mr = plan.sop_class == "mr"
     pos = plan.patient_position
     body_part = "CHEST" if plan.region == "chest" else "HEADNECK"
-    desc = {
-        "none": "native",
-        "arterial": "arterial",
-        "portal_venous": "venous",
-        "delayed": "delayed",
-    }[plan.phase]
+    desc = PHASE_WORDS[plan.phase]
     series_desc = (
         "Topogram"
         if plan.kind == "localizer"
         else f"{'Thorax' if plan.region == 'chest' else 'Neck'} {desc} {plan.thickness:g}mm {plan.kernel}"
     )
-    e: list[Element] = [
+    return [
         (0x00080005, "CS", "ISO_IR 100"),
         (0x00080008, "CS", list(plan.image_type)),
         (0x00080012, "DA", plan.study_date),
@@ -118,56 +157,38 @@ def series_elements(plan: SeriesPlan, geometry: dict[str, Any]) -> list[Element]
         (0x00280102, "US", (plan.bits_stored if not mr else 12) - 1),
         (0x00280103, "US", 1 if (plan.signed and not mr) else 0),
     ]
-    e.append((0x00200037, "DS", [_fmt(v) for v in geometry["orientation"]]))
-    if not mr:
-        window = plan.window if plan.kind != "localizer" else (2048.0, 4096.0)
-        e += [
-            (0x00281050, "DS", _fmt(window[0])),
-            (0x00281051, "DS", _fmt(window[1])),
-            (0x00281052, "DS", _fmt(plan.rescale_intercept if plan.kind != "localizer" else 0)),
-            (0x00281053, "DS", "1"),
-        ]
-        if plan.kind != "localizer":
-            e.append((0x00281054, "LO", "HU"))
-    if ct or sc:
-        e += [
-            (0x00180060, "DS", str(plan.kvp)),
-            (0x00180090, "DS", "500"),
-            (0x00181100, "DS", _fmt(round(plan.fov_mm, 2))),
-            (0x00181120, "DS", _fmt(plan.tilt)),
-            (0x00181130, "DS", _fmt(round(150.0 + plan.centre_y * 0.5, 1))),
-            (0x00181140, "CS", "CW"),
-            (0x00181150, "IS", "500"),
-            (0x00181151, "IS", str(int(plan.mas * 1.6))),
-            (0x00181152, "IS", str(plan.mas)),
-            (0x00181160, "SH", "BODY FILTER" if plan.manufacturer.startswith("GE") else "FLAT"),
-            (0x00181210, "SH", plan.kernel),
-            (0x00180022, "CS", "HELICAL_CT" if plan.kind != "localizer" else "SCOUT_MODE"),
-        ]
-    if sc:
-        e += [(0x00080064, "CS", "WSD"), (0x00200020, "CS", ["L", "P"])]
-    if mr:
-        e += [
-            (0x00180020, "CS", "SE"),
-            (0x00180021, "CS", "NONE"),
-            (0x00180022, "CS", ""),
-            (0x00180023, "CS", "2D"),
-            (0x00180080, "DS", "500"),
-            (0x00180081, "DS", "15"),
-            (0x00180091, "IS", "1"),
-            (0x00180087, "DS", "1.5"),
-            (0x00180024, "SH", "se2d1"),
-            (0x00180025, "CS", "N"),
-            (0x00180085, "SH", "1H"),
-        ]
-    if plan.tag_value is not None and not mr:
-        e.append((0x00180010, "LO", plan.tag_value))
-        if plan.tag_value and plan.tag_value not in ("N", "NO", "n"):
-            e.append((0x00181040, "LO", "IV"))
-    pad = padding_value(plan)
-    if pad is not None:
-        e.append((0x00280120, "SS" if plan.signed else "US", pad))
+
+
+def _display_elements(plan: SeriesPlan) -> list[Element]:
+    """Window and rescale (HU for axial CT, raw values for a topogram)."""
+    window = plan.window if plan.kind != "localizer" else (2048.0, 4096.0)
+    e: list[Element] = [
+        (0x00281050, "DS", _fmt(window[0])),
+        (0x00281051, "DS", _fmt(window[1])),
+        (0x00281052, "DS", _fmt(plan.rescale_intercept if plan.kind != "localizer" else 0)),
+        (0x00281053, "DS", "1"),
+    ]
+    if plan.kind != "localizer":
+        e.append((0x00281054, "LO", "HU"))
     return e
+
+
+def _acquisition_elements(plan: SeriesPlan) -> list[Element]:
+    """CT acquisition: kV, mAs, field of view, gantry tilt, kernel, scan mode."""
+    return [
+        (0x00180060, "DS", str(plan.kvp)),
+        (0x00180090, "DS", "500"),
+        (0x00181100, "DS", _fmt(round(plan.fov_mm, 2))),
+        (0x00181120, "DS", _fmt(plan.tilt)),
+        (0x00181130, "DS", _fmt(round(150.0 + plan.centre_y * 0.5, 1))),
+        (0x00181140, "CS", "CW"),
+        (0x00181150, "IS", "500"),
+        (0x00181151, "IS", str(int(plan.mas * 1.6))),
+        (0x00181152, "IS", str(plan.mas)),
+        (0x00181160, "SH", "BODY FILTER" if plan.manufacturer.startswith("GE") else "FLAT"),
+        (0x00181210, "SH", plan.kernel),
+        (0x00180022, "CS", "HELICAL_CT" if plan.kind != "localizer" else "SCOUT_MODE"),
+    ]
 
 
 def slice_dataset(

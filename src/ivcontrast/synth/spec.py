@@ -8,9 +8,7 @@ the pixels and the header, which is also the manifest row.
 from __future__ import annotations
 
 import enum
-import hashlib
 from dataclasses import asdict, dataclass, field, fields
-from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
@@ -26,6 +24,7 @@ from ivcontrast.synth.confounders import (
     draw_series_confounders,
     kv_factors,
 )
+from ivcontrast.synth.identity import series_identity
 from ivcontrast.synth.physiology import Phase, patient_tissues
 from ivcontrast.synth.vendors import AGENTS, NO_AGENT, PET_MODELS, SCANNERS
 
@@ -285,13 +284,6 @@ class SeriesPlan:
         return asdict(self)
 
 
-def uid(*parts: object) -> str:
-    """A UID that is a pure function of ``parts`` (fixed seed -> same UIDs)."""
-    digest = hashlib.sha256("|".join(str(p) for p in ("ivcontrast-synth", *parts)).encode())
-    number = int.from_bytes(digest.digest()[:16], "big")
-    return f"2.25.{number}"
-
-
 def _choice(
     rng: np.random.Generator, options: tuple[Any, ...] | list[Any], p: list[float] | None = None
 ) -> Any:
@@ -439,7 +431,7 @@ def plan_series(spec: SeriesSpec) -> tuple[SeriesPlan, Anatomy]:
     signed, intercept, circle = _pixel_format(spec, rng, scanner)
     tag = spec.tag or draw_tag_state(rng, spec.tag_rates)
     value = tag_value(rng, spec.phase.contrast, tag)
-    ident = _identity(spec, anatomy_seed, anatomy, rng)
+    ident = series_identity(spec, anatomy_seed, anatomy.patient.age, rng)
     late = _late_draws(spec, rng, scanner, ext, conf)
     modality, image_type = _kinds(spec)
     plan = SeriesPlan(
@@ -525,36 +517,6 @@ def _kinds(spec: SeriesSpec) -> tuple[str, tuple[str, ...]]:
     return "CT", ("ORIGINAL", "PRIMARY", axial)
 
 
-def _identity(
-    spec: SeriesSpec, anatomy_seed: int, anatomy: Anatomy, rng: np.random.Generator
-) -> dict[str, Any]:
-    """UIDs, dates and names: the study's from the anatomy seed, the series' own."""
-    prng = np.random.default_rng([anatomy_seed, 0xA7])
-    phase = spec.phase
-    study_day = date(2014, 1, 1) + timedelta(days=int(prng.integers(0, 3650)))
-    study_seconds = int(prng.integers(7 * 3600, 19 * 3600))
-    phase_delay = {Phase.NONE: 0, Phase.ARTERIAL: 150, Phase.PORTAL_VENOUS: 190, Phase.DELAYED: 330}
-    series_seconds = study_seconds + phase_delay[phase] + int(rng.integers(0, 60))
-    birth = study_day - timedelta(days=int(anatomy.patient.age * 365.25 + prng.integers(0, 365)))
-    chest = spec.region is Region.CHEST
-    return dict(
-        study_uid=uid("study", anatomy_seed),
-        series_uid=uid("series", repr(spec)),
-        frame_uid=uid("frame", anatomy_seed),
-        study_date=study_day.strftime("%Y%m%d"),
-        study_time=_hhmmss(study_seconds),
-        series_time=_hhmmss(series_seconds),
-        series_number=int(
-            {Phase.NONE: 2, Phase.ARTERIAL: 3, Phase.PORTAL_VENOUS: 4, Phase.DELAYED: 5}[phase]
-            + (100 if spec.kind is SeriesKind.LOCALIZER else 0)
-        ),
-        patient_id=f"SYN{anatomy_seed:08d}" if anatomy_seed >= 0 else f"SYNM{-anatomy_seed:08d}",
-        patient_name=f"SYNTHETIC^{'CHEST' if chest else 'HEADNECK'}^{anatomy_seed}",
-        birth_date=birth.strftime("%Y%m%d"),
-        accession=f"A{int(prng.integers(10**7, 10**8))}",
-    )
-
-
 def _late_draws(
     spec: SeriesSpec,
     rng: np.random.Generator,
@@ -606,8 +568,3 @@ def tag_value(rng: np.random.Generator, contrast: bool, tag: TagState) -> str | 
         return None if rng.random() < 0.8 else ""
     says_contrast = contrast == (tag is TagState.CORRECT)
     return str(_choice(rng, AGENTS)) if says_contrast else str(_choice(rng, NO_AGENT))
-
-
-def _hhmmss(seconds: int) -> str:
-    seconds %= 86400
-    return f"{seconds // 3600:02d}{seconds // 60 % 60:02d}{seconds % 60:02d}"

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ivcontrast.synth.anatomy.base import Z_DOME_L, Z_DOME_R, BuilderBase
-from ivcontrast.synth.geometry import DomeFill
+from ivcontrast.synth.outlines import DomeFill
 from ivcontrast.synth.physiology import LABEL
 
 ORGAN_LEVELS = (-330, -250, -180, -120, -80)  # nominal z of the organs' knots

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ivcontrast.synth.geometry import Blob, Deformation, Ellipse, Shape, Tube
+from ivcontrast.synth.deformation import Deformation
+from ivcontrast.synth.geometry import Ellipse, Shape, Tube
+from ivcontrast.synth.outlines import Blob
 from ivcontrast.synth.physiology import LABEL
 
 Rng = np.random.Generator

@@ -15,7 +15,7 @@ from ivcontrast.synth.anatomy.mediastinum import MediastinumParts
 from ivcontrast.synth.anatomy.neck import NeckParts
 from ivcontrast.synth.anatomy.spine import SpineParts
 from ivcontrast.synth.anatomy.torso import TorsoParts
-from ivcontrast.synth.geometry import Deformation
+from ivcontrast.synth.deformation import Deformation
 
 
 class Builder(

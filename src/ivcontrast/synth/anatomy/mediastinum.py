@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ivcontrast.synth.anatomy.base import Z_APEX, Z_ARCH, BuilderBase, cuts, tube_samples
-from ivcontrast.synth.geometry import Star, hull_radii
+from ivcontrast.synth.outlines import Star, hull_radii
 from ivcontrast.synth.physiology import LABEL
 
 Point = tuple[float, float, float]

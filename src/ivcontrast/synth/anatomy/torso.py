@@ -9,7 +9,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ivcontrast.synth.anatomy.base import Z_BOTTOM, Z_TOP, BuilderBase, Rng, constant
-from ivcontrast.synth.geometry import Blob, Capsule, Layer
+from ivcontrast.synth.geometry import Capsule
+from ivcontrast.synth.outlines import Blob, Layer
 from ivcontrast.synth.physiology import LABEL
 
 # Drawn per patient (uniform ranges): how far the muscle wall bulges at the shoulders
