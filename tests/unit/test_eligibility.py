@@ -143,3 +143,18 @@ def test_reformats_and_secondary_images_are_skipped_with_their_image_type() -> N
         )
     localizer = axial_series(image_type="ORIGINAL\\PRIMARY\\LOCALIZER")
     assert skip_reason("CT", None, localizer, RULE) == "localizer/scout"
+
+
+@pytest.mark.parametrize("bad", ["nan", "NaN", "inf", "-inf", "Infinity"])
+def test_non_finite_positions_are_skipped(bad: str) -> None:
+    # NaN compares false with every tolerance, so it used to pass as a valid geometry.
+    series = axial_series()
+    series[3] = dataclasses.replace(series[3], image_position=f"-180\\{bad}\\-7.5")
+    reason = skip_reason("CT", None, series, RULE)
+    assert reason == "inconsistent geometry: non-finite ImagePositionPatient"
+
+
+def test_non_finite_orientation_is_skipped() -> None:
+    series = axial_series(image_orientation="1\\0\\0\\0\\1\\nan")
+    reason = skip_reason("CT", None, series, RULE)
+    assert reason == "inconsistent geometry: non-finite ImageOrientationPatient"

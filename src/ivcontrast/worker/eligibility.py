@@ -133,6 +133,12 @@ def _geometry_problem(instances: Sequence[EligibilityHeader]) -> str | None:
         positions = np.array([_floats(i.image_position, 3) for i in instances])
     except ValueError as exc:
         return f"inconsistent geometry: {exc}"
+    # float() reads "nan" and "inf": such a slice has no place, and NaN compares false with
+    # every tolerance below, so it would pass them all.
+    if not np.isfinite(positions).all():
+        return "inconsistent geometry: non-finite ImagePositionPatient"
+    if not np.isfinite(orientations).all():
+        return "inconsistent geometry: non-finite ImageOrientationPatient"
     if np.abs(orientations - orientations[0]).max() > ORIENTATION_TOLERANCE:
         return "inconsistent geometry: more than one ImageOrientationPatient"
     normal = np.cross(orientations[0][:3], orientations[0][3:])
