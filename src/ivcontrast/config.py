@@ -6,7 +6,8 @@ explicitly; nothing reads the environment behind its back.
 
 Environment names are ``IVCONTRAST_<FIELD>`` for top-level fields and
 ``IVCONTRAST_<SECTION>_<FIELD>`` for section fields, e.g. ``IVCONTRAST_SCP_PORT=11113``.
-``IVCONTRAST_CONFIG`` names the TOML file. Lists take JSON (``["A","B"]``) or commas (``A,B``).
+``IVCONTRAST_CONFIG`` names the TOML file. Lists take JSON (``["A","B"]``) or commas (``A,B``),
+in the environment and in ``--set`` alike.
 """
 
 from __future__ import annotations
@@ -405,6 +406,8 @@ def load_settings(
     _deep_update(merged, _from_env(env))
     for key, value in (overrides or {}).items():
         if value is not None:
+            if isinstance(value, str) and _is_list(_annotation(key.split("."))):
+                value = _parse_list(f"--set {key}", value)
             _deep_update(merged, _nest(key.split("."), value))
     try:
         return Settings.model_validate(merged)
@@ -431,7 +434,8 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
         section, field_name, model = _resolve_env_key(key)
         if field_name is None:
             raise SettingsError(f"{name}: no such setting")
-        value = _parse_env_value(raw, model.model_fields[field_name].annotation)
+        annotation = model.model_fields[field_name].annotation
+        value = _parse_list(name, raw) if _is_list(annotation) else raw.strip()
         _deep_update(out, _nest([section, field_name] if section else [field_name], value))
     return out
 
@@ -446,13 +450,34 @@ def _resolve_env_key(key: str) -> tuple[str | None, str | None, type[_Section]]:
     return None, None, Settings
 
 
-def _parse_env_value(raw: str, annotation: Any) -> Any:
-    text = raw.strip()
+def _annotation(parts: list[str]) -> Any:
+    """The type of the setting at a dotted key (``scp.allowed_calling_aes``); None if none."""
+    model: type[BaseModel] = Settings
+    for part in parts[:-1]:
+        section = SECTIONS.get(part) if model is Settings else None
+        if section is None:
+            return None
+        model = section
+    field = model.model_fields.get(parts[-1])
+    return None if field is None else field.annotation
+
+
+def _is_list(annotation: Any) -> bool:
     if typing.get_origin(annotation) is list:
-        if text.startswith("["):
+        return True
+    # ``list[str] | None``: a list all the same
+    return any(typing.get_origin(arg) is list for arg in typing.get_args(annotation))
+
+
+def _parse_list(where: str, raw: str) -> Any:
+    """A list given as text (environment, ``--set``): JSON, or items separated by commas."""
+    text = raw.strip()
+    if text.startswith("["):
+        try:
             return json.loads(text)
-        return [item.strip() for item in text.split(",") if item.strip()]
-    return text
+        except json.JSONDecodeError as exc:
+            raise SettingsError(f"{where}: not a JSON list ({exc})") from None
+    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 def _nest(parts: list[str], value: Any) -> dict[str, Any]:

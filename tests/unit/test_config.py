@@ -114,3 +114,33 @@ def test_json_logs_are_one_valid_object_per_line(capsys: pytest.CaptureFixture[s
     entry = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
     assert entry["message"] == 'series "1.2.3" done' and entry["series_uid"] == "1.2.3"
     assert entry["level"] == "WARNING"
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["PACS@10.0.0.5, MODALITY", '["PACS@10.0.0.5", "MODALITY"]', " PACS@10.0.0.5,MODALITY,"],
+)
+def test_set_takes_a_list_in_comma_or_json_form(value: str) -> None:
+    args = build_parser("scp").parse_args(["--set", f"scp.allowed_calling_aes={value}", "scp"])
+    s = load_settings(env={}, overrides=settings_overrides(args))
+    assert s.scp.allowed_calling_aes == ["PACS@10.0.0.5", "MODALITY"]
+
+
+def test_set_of_a_list_over_the_environment_and_an_empty_list() -> None:
+    env = {"IVCONTRAST_SCP_ALLOWED_CALLING_AES": "FROMENV"}
+    s = load_settings(env=env, overrides={"scp.allowed_calling_aes": "A,B"})
+    assert s.scp.allowed_calling_aes == ["A", "B"]
+    assert (
+        load_settings(env=env, overrides={"scp.allowed_calling_aes": "[]"}).scp.allowed_calling_aes
+        == []
+    )
+
+
+def test_set_of_a_list_with_broken_json_names_it() -> None:
+    with pytest.raises(SettingsError, match=r"--set scp\.allowed_calling_aes: not a JSON list"):
+        load_settings(env={}, overrides={"scp.allowed_calling_aes": '["A", '})
+
+
+def test_set_leaves_text_settings_as_given() -> None:
+    s = load_settings(env={}, overrides={"writeback.description_suffix": " (x, y)"})
+    assert s.writeback.description_suffix == " (x, y)"
