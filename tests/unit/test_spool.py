@@ -239,3 +239,55 @@ def test_reconcile_reindexes_a_file_replaced_after_its_row(tmp_path: Path, db: D
     with db.session() as session:
         (row,) = session.query(Instance).all()
         assert row.sha256 == second.sha256 != first.sha256
+
+
+HOLD_IN_CHILD = """
+import sys, time
+from pathlib import Path
+from ivcontrast.scp.spool import Spool
+spool = Spool(Path(sys.argv[1]))
+with spool.instance_lock(sys.argv[2]):
+    print("held", flush=True)
+    time.sleep(float(sys.argv[3]))
+"""
+
+
+def test_instance_lock_excludes_another_process_and_other_threads(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import threading
+
+    spool = Spool(tmp_path / "spool")
+    spool.prepare()
+    stripe = spool_module.InstanceLocks(spool.root / spool_module.LOCK_FILE).stripe
+    child = subprocess.Popen(
+        [sys.executable, "-c", HOLD_IN_CHILD, str(spool.root), "1.2.3.4", "1.0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        other = next(f"1.2.{n}" for n in range(99) if stripe(f"1.2.{n}") != stripe("1.2.3.4"))
+        with spool.instance_lock(other):
+            assert time.monotonic() - started < 0.5  # another UID's stripe is free
+        with spool.instance_lock("1.2.3.4"):
+            waited = time.monotonic() - started
+        assert waited > 0.5, "the other process's lock did not hold this one off"
+    finally:
+        child.wait(10)
+
+    order: list[str] = []
+
+    def take() -> None:
+        with spool.instance_lock("1.2.3.4"):
+            order.append("thread")
+
+    with spool.instance_lock("1.2.3.4"):
+        worker = threading.Thread(target=take)
+        worker.start()
+        time.sleep(0.2)
+        order.append("main")
+    worker.join(5)
+    assert order == ["main", "thread"]
+    assert not any(p.name == spool_module.LOCK_FILE for p in spool.incoming.iterdir())

@@ -3,7 +3,8 @@
 The C-STORE handler persists and records, then answers; nothing else runs on the
 association's thread. It reads only the header of the dataset (never its pixel data),
 writes the received bytes to the spool durably, indexes the instance, and only then
-returns Success. Every failure has its own status, and nothing raised here can end the
+returns Success; the write and the index happen under the spool's lock for that SOP
+Instance UID, so a file and its row always describe the same bytes. Every failure has its own status, and nothing raised here can end the
 association: an unexpected exception is logged and answered with 0xC211.
 
 Logs name UIDs and association ids, never patient names or IDs.
@@ -29,7 +30,7 @@ from ivcontrast.scp.spool import Spool, SpoolFull, file_meta, is_valid_uid, rela
 from ivcontrast.store import ingest
 from ivcontrast.store.db import Database
 from ivcontrast.store.models import AssociationState
-from ivcontrast.store.values import AssociationInfo, Outcome
+from ivcontrast.store.values import AssociationInfo, InstanceHeader, Outcome, RecordResult
 
 log = logging.getLogger(__name__)
 
@@ -241,10 +242,29 @@ class ListenerHandlers:
                 f"dataset SOP Instance UID {header.sop_instance_uid} differs from the "
                 f"request's {requested[:64]}",
             )
-        rel = relative_path(header.study_uid, header.series_uid, header.sop_instance_uid)
-
         calling_ae = str(event.assoc.requestor.ae_title).strip()
         meta = file_meta(header.sop_class_uid, header.sop_instance_uid, transfer_syntax, calling_ae)
+        # One writer per SOP Instance UID from the file to its row: the same instance sent at
+        # once on two associations (or to two listener processes) must not leave one
+        # sender's file under the other's row.
+        with self.spool.instance_lock(header.sop_instance_uid):
+            result = self._persist(header, meta, data, association_id)
+        if result.outcome is not Outcome.NEW or result.series_reopened:
+            log.info(
+                "instance %s %s (series %s%s) on association %s",
+                header.sop_instance_uid,
+                result.outcome,
+                header.series_uid,
+                f" re-opened as version {result.series_version}" if result.series_reopened else "",
+                association_id,
+            )
+        return SUCCESS
+
+    def _persist(
+        self, header: InstanceHeader, meta: bytes, data: BytesIO, association_id: str | None
+    ) -> RecordResult:
+        """Write the file durably, then record it; a file the store did not take is removed."""
+        rel = relative_path(header.study_uid, header.series_uid, header.sop_instance_uid)
         existed = (self.spool.root / rel).exists()
         with data.getbuffer() as body:
             try:
@@ -262,13 +282,4 @@ class ListenerHandlers:
             raise
         if result.stale_path:
             self.spool.remove(result.stale_path)
-        if result.outcome is not Outcome.NEW or result.series_reopened:
-            log.info(
-                "instance %s %s (series %s%s) on association %s",
-                header.sop_instance_uid,
-                result.outcome,
-                header.series_uid,
-                f" re-opened as version {result.series_version}" if result.series_reopened else "",
-                association_id,
-            )
-        return SUCCESS
+        return result

@@ -8,10 +8,17 @@ renamed into place, and the directory is fsynced: after a crash a file is either
 at its final path or absent there (a stale temporary file may remain; :meth:`Spool.clean_incoming`
 removes it at the next start). A crash between the rename and the store's commit leaves a
 file the store does not know: :func:`reconcile` indexes such files at start-up.
+
+One writer per SOP Instance UID: :meth:`Spool.instance_lock` is held from the write to the
+store's commit, across the threads of a process and the listener processes that share the
+spool (a POSIX record lock on ``<spool>/.instance-locks``, one byte per stripe of UIDs), so
+that the same instance re-sent at once on two associations cannot leave one sender's file
+under the other's row.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
@@ -21,10 +28,12 @@ import struct
 import threading
 import time
 import uuid
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from ivcontrast import __version__
@@ -42,6 +51,8 @@ IMPLEMENTATION_CLASS_UID = "2.25.324941205995629469271182618020246621894"
 IMPLEMENTATION_VERSION_NAME = f"IVCONTRAST_{__version__}"[:16]
 
 INCOMING = ".incoming"
+LOCK_FILE = ".instance-locks"  # a file at the spool's top, never a study folder
+LOCK_STRIPES = 4096  # UIDs share a stripe by hash; few enough to keep one lock per stripe
 SUFFIX = ".dcm"
 MiB = 1 << 20
 PREAMBLE = b"\0" * 128 + b"DICM"
@@ -122,6 +133,51 @@ def parse_temp_name(name: str) -> TempName | None:
     return TempName(parts[0], int(parts[1]))
 
 
+class InstanceLocks:
+    """Exclusive locks by SOP Instance UID, across threads and processes.
+
+    POSIX record locks belong to a process, so a thread lock per stripe comes first: one
+    thread of a process at a time asks the kernel for a stripe's byte. The file is opened
+    once per process and never closed while in use (closing any descriptor of it would
+    drop every lock this process holds on it).
+    """
+
+    def __init__(self, path: Path, stripes: int = LOCK_STRIPES) -> None:
+        self.path = path
+        self.stripes = stripes
+        self._threads = [threading.Lock() for _ in range(stripes)]
+        self._open_lock = threading.Lock()
+        self._fd: int | None = None
+        self._pid = 0
+
+    def stripe(self, uid: str) -> int:
+        return zlib.crc32(uid.encode("ascii", "replace")) % self.stripes
+
+    def _descriptor(self) -> int:
+        with self._open_lock:
+            if self._fd is None or self._pid != os.getpid():
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                self._pid = os.getpid()
+            return self._fd
+
+    @contextmanager
+    def hold(self, uid: str) -> Iterator[None]:
+        stripe = self.stripe(uid)
+        with self._threads[stripe]:
+            fd = self._descriptor()
+            fcntl.lockf(fd, fcntl.LOCK_EX, 1, stripe)
+            try:
+                yield
+            finally:
+                fcntl.lockf(fd, fcntl.LOCK_UN, 1, stripe)
+
+    def close(self) -> None:
+        with self._open_lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+
 class Spool:
     """Durable writes into the spool directory; one instance per process, thread-safe."""
 
@@ -132,9 +188,14 @@ class Spool:
         self.host = host or socket.gethostname()
         self._known_dirs: OrderedDict[str, None] = OrderedDict()
         self._dirs_lock = threading.Lock()
+        self._locks = InstanceLocks(root / LOCK_FILE)
 
     def prepare(self) -> None:
         self.incoming.mkdir(parents=True, exist_ok=True)
+
+    def instance_lock(self, sop_instance_uid: str) -> AbstractContextManager[None]:
+        """Held from writing an instance's file to committing its row (one writer per UID)."""
+        return self._locks.hold(sop_instance_uid)
 
     def free_bytes(self) -> int:
         st = os.statvfs(self.root)
@@ -286,8 +347,6 @@ def reconcile(spool: Spool, db: Database) -> int:
     a file; it was never acknowledged, but it is complete, so it is indexed rather than lost.
     Returns how many files were indexed.
     """
-    from ivcontrast.scp.header import HeaderError, instance_header, read_file_header
-
     indexed = 0
     # One series at a time: the store's view of a whole large spool need not fit in memory.
     for series_uid, files in spool.series_files():
@@ -297,25 +356,32 @@ def reconcile(spool: Spool, db: Database) -> int:
             # A recorded file is never newer than its row; a newer one was replaced since.
             if seen is not None and mtime <= seen[0].timestamp() + 1.0:
                 continue
-            path = spool.root / rel
-            try:
-                ds, ts = read_file_header(path)
-                header = instance_header(ds, ts)
-                expected = relative_path(
-                    header.study_uid, header.series_uid, header.sop_instance_uid
-                )
-                if rel != expected:
-                    raise HeaderError(f"{rel}: its UIDs do not match its path")
-                raw = path.read_bytes()
-                meta_end = 132 + 12 + struct.unpack_from("<I", raw, 140)[0]
-                stored = StoredFile(rel, len(raw), hashlib.sha256(raw[meta_end:]).hexdigest())
-            except (HeaderError, ValueError, OSError, struct.error) as exc:
-                log.warning("reconcile: skipping %s: %s", rel, exc)
-                continue
-            if seen is not None and stored.sha256 == seen[1]:
-                continue  # re-sent with identical bytes: rewritten, nothing new
-            record_instance(db, header, stored, None, event_kind_new=EVENT_RECONCILED)
-            indexed += 1
+            # As a listener would: no other writer of this instance meanwhile.
+            with spool.instance_lock(Path(rel).name.removesuffix(SUFFIX)):
+                indexed += _index_file(spool, db, rel, seen)
     if indexed:
         log.info("reconcile: indexed %d spool files the store did not know", indexed)
     return indexed
+
+
+def _index_file(spool: Spool, db: Database, rel: str, seen: tuple[datetime, str] | None) -> int:
+    """1 if the file at ``rel`` was indexed; 0 if it is unreadable or already known."""
+    from ivcontrast.scp.header import HeaderError, instance_header, read_file_header
+
+    path = spool.root / rel
+    try:
+        ds, ts = read_file_header(path)
+        header = instance_header(ds, ts)
+        expected = relative_path(header.study_uid, header.series_uid, header.sop_instance_uid)
+        if rel != expected:
+            raise HeaderError(f"{rel}: its UIDs do not match its path")
+        raw = path.read_bytes()
+        meta_end = 132 + 12 + struct.unpack_from("<I", raw, 140)[0]
+        stored = StoredFile(rel, len(raw), hashlib.sha256(raw[meta_end:]).hexdigest())
+    except (HeaderError, ValueError, OSError, struct.error) as exc:
+        log.warning("reconcile: skipping %s: %s", rel, exc)
+        return 0
+    if seen is not None and stored.sha256 == seen[1]:
+        return 0  # re-sent with identical bytes: rewritten, nothing new
+    record_instance(db, header, stored, None, event_kind_new=EVENT_RECONCILED)
+    return 1
