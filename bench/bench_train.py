@@ -31,7 +31,8 @@ from pathlib import Path
 from ivcontrast.classifier.aggregate import Aggregation
 from ivcontrast.classifier.preprocess import PreprocessConfig
 from ivcontrast.training.cache import SliceCache
-from ivcontrast.training.loop import SliceSet, TrainConfig, Trainer
+from ivcontrast.training.loop import TrainConfig, Trainer
+from ivcontrast.training.slices import SliceSet
 from ivcontrast.training.synthetic import fill_synthetic, item_key, plan_set
 
 

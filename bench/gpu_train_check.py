@@ -39,7 +39,8 @@ import time  # noqa: E402
 from ivcontrast.classifier.aggregate import Aggregation  # noqa: E402
 from ivcontrast.classifier.preprocess import PreprocessConfig  # noqa: E402
 from ivcontrast.training.cache import SliceCache  # noqa: E402
-from ivcontrast.training.loop import SliceSet, TrainConfig, Trainer  # noqa: E402
+from ivcontrast.training.loop import TrainConfig, Trainer  # noqa: E402
+from ivcontrast.training.slices import SliceSet  # noqa: E402
 from ivcontrast.training.synthetic import fill_synthetic, item_key, plan_set  # noqa: E402
 
 DEFAULT_CARD = ROOT / "src" / "ivcontrast" / "models" / "default" / "card.json"

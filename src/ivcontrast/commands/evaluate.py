@@ -15,11 +15,17 @@ import logging
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ivcontrast.commands import CommandError, model_package
 from ivcontrast.config import Settings
 from ivcontrast.vocabulary import DEVICES
+
+if TYPE_CHECKING:
+    from ivcontrast.classifier.backends import Backend
+    from ivcontrast.classifier.package import ModelCard, ModelPackage
+    from ivcontrast.training.datasets import LabelledSeries
+    from ivcontrast.training.evaluation import Evaluated
 
 log = logging.getLogger(__name__)
 
@@ -85,50 +91,88 @@ def _safe_name(text: str) -> str:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from tqdm import tqdm
-
-    from ivcontrast.classifier.backends import select_backend
-    from ivcontrast.classifier.engine import Classifier
-    from ivcontrast.classifier.errors import ClassifierError
-    from ivcontrast.classifier.package import load_package
-    from ivcontrast.training.cache import SliceCache
-    from ivcontrast.training.datasets import DatasetError, read_datasets
-    from ivcontrast.training.evaluation import build_report, predict_all
+    """Evaluate the package on the labelled data; write the report folder and print a summary."""
     from ivcontrast.training.metrics import jsonable
-    from ivcontrast.training.plots import calibration_plot, roc_plot, slice_curve_plot
 
     if args.workers < 1 or args.bootstrap < 0 or args.bins < 1:
         raise CommandError("--workers and --bins must be at least 1, --bootstrap at least 0")
-    path: Path = args.package
+    items, package, backend = _open(args, settings)
+    results = _predict(args, settings, items, package, backend)
+    report = _report(args, results, package, backend)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(
+        json.dumps(jsonable(report), indent=1) + "\n", encoding="utf-8"
+    )
+    _write_predictions(out / "predictions.csv", report["series"])
+    done = [r for r in results if r.prediction is not None]
+    _write_plots(out, done, report, package.card)
+    _write_curves(out, done, args.curves)
+    _print_summary(report, out)
+    return 0
+
+
+def _open(
+    args: argparse.Namespace, settings: Settings
+) -> tuple[list[LabelledSeries], ModelPackage, Backend]:
+    """The labelled series, the package and the backend that runs it."""
+    from ivcontrast.classifier.backends import select_backend
+    from ivcontrast.classifier.errors import ClassifierError
+    from ivcontrast.classifier.package import load_package
+    from ivcontrast.training.datasets import DatasetError, read_datasets
+
     try:
         items = read_datasets(args.data)
-        package = load_package(path)
+        package = load_package(args.package)
         cls = settings.classifier
         backend = select_backend(cls.device, package, cls.threads, cls.batch_size)
     except (DatasetError, ClassifierError) as exc:
         raise CommandError(str(exc)) from None
+    return items, package, backend
+
+
+def _predict(
+    args: argparse.Namespace,
+    settings: Settings,
+    items: list[LabelledSeries],
+    package: ModelPackage,
+    backend: Backend,
+) -> list[Evaluated]:
+    """Classify every series (preprocessed through the slice cache) with a progress bar."""
+    from tqdm import tqdm
+
+    from ivcontrast.classifier.engine import Classifier
+    from ivcontrast.training.cache import SliceCache
+    from ivcontrast.training.evaluation import predict_all
+
     classifier = Classifier(package, backend)
-    card = package.card
     cache = SliceCache(
         None if args.no_cache else (args.cache_dir or settings.data_dir / "slice-cache"),
-        card.preprocess,
+        package.card.preprocess,
     )
     # One step per series to preprocess (through the cache), one to classify.
     steps = len(items) * (2 if cache.root is not None else 1)
     bar = tqdm(total=steps, unit="step", desc="evaluate", file=sys.stderr, disable=None)
     try:
-        results = predict_all(
-            classifier, items, cache, args.workers, lambda stage, _: bar.update(1)
-        )
+        return predict_all(classifier, items, cache, args.workers, lambda stage, _: bar.update(1))
     finally:
         bar.close()
+
+
+def _report(
+    args: argparse.Namespace, results: list[Evaluated], package: ModelPackage, backend: Backend
+) -> dict[str, Any]:
+    """The metrics report, headed by the package evaluated and the data sources."""
+    from ivcontrast.training.evaluation import build_report
+
+    card = package.card
     try:
         report = build_report(results, card.threshold, args.bootstrap, args.seed, args.bins)
     except ValueError as exc:
         raise CommandError(f"{', '.join(args.data)}: {exc}") from None
     report = {
         "package": {
-            "path": str(path),
+            "path": str(args.package),
             "name": card.name,
             "version": card.version,
             "sha256": package.card_sha256,
@@ -139,15 +183,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         **report,
     }
     report["data"]["sources"] = [str(p) for p in args.data]
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(
-        json.dumps(jsonable(report), indent=1) + "\n", encoding="utf-8"
-    )
-    _write_predictions(out / "predictions.csv", report["series"])
+    return report
+
+
+def _write_plots(out: Path, done: list[Evaluated], report: dict[str, Any], card: ModelCard) -> None:
+    """roc.png and calibration.png, of scans and of slices."""
     import numpy as np
 
-    done = [r for r in results if r.prediction is not None]
+    from ivcontrast.training.plots import calibration_plot, roc_plot
+
     scan_y = np.array([r.item.label for r in done])
     scan_p = np.array([r.prediction.probability for r in done])  # type: ignore[union-attr]
     slice_p = np.concatenate([r.prediction.slice_probabilities for r in done])  # type: ignore[union-attr]
@@ -163,7 +207,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         {"scans": report["scan"]["calibration"], "slices": report["slice"]["calibration"]},
         title,
     )
-    wanted = len(done) if args.curves < 0 else min(args.curves, len(done))
+
+
+def _write_curves(out: Path, done: list[Evaluated], curves: int) -> None:
+    """Slice-probability curves of the first ``curves`` series (-1 = all) into curves/."""
+    from ivcontrast.training.plots import slice_curve_plot
+
+    wanted = len(done) if curves < 0 else min(curves, len(done))
     if wanted:
         (out / "curves").mkdir(exist_ok=True)
     for i, r in enumerate(done[:wanted]):
@@ -178,8 +228,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             pred.probability,
             f"{r.item.path.name}: truth {truth}, called {pred.label} (p={pred.probability:.3f})",
         )
-    _print_summary(report, out)
-    return 0
 
 
 def _write_predictions(path: Path, series: list[dict[str, Any]]) -> None:

@@ -15,11 +15,15 @@ import os
 import shlex
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ivcontrast.commands import CommandError, model_package
 from ivcontrast.config import Settings
 from ivcontrast.vocabulary import DEVICES
+
+if TYPE_CHECKING:
+    from ivcontrast.classifier.preprocess import PreprocessConfig
+    from ivcontrast.training.loop import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +49,16 @@ _TRAIN_FLAGS = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``ivcontrast train``, in the groups ``--help`` shows."""
+    _add_data_arguments(parser)
+    _add_preprocessing_arguments(parser)
+    _add_model_arguments(parser)
+    _add_optimisation_arguments(parser)
+    _add_output_arguments(parser)
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """Training and validation data, phantoms, cache and reader processes."""
     data = parser.add_argument_group("data")
     data.add_argument("data", nargs="*", help="labels CSVs or synth manifests")
     data.add_argument(
@@ -105,6 +119,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="processes reading or generating series (default 1)",
     )
 
+
+def _add_preprocessing_arguments(parser: argparse.ArgumentParser) -> None:
+    """Preprocessing, which the card records and the node repeats."""
     prep = parser.add_argument_group("preprocessing (recorded in the card)")
     prep.add_argument("--size", type=int, default=None, help="input size in pixels (default 160)")
     prep.add_argument(
@@ -117,6 +134,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--slab-mm", type=float, default=None, help="average slices within this slab (default 0)"
     )
 
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Architecture, fine-tuning and slice aggregation."""
     model = parser.add_argument_group("model")
     model.add_argument(
         "--arch", choices=ARCHS, default=None, help="EfficientNet variant (default b0)"
@@ -151,6 +171,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     model.add_argument("--topk", type=int, default=None, help="k of topk_mean (default 8)")
 
+
+def _add_optimisation_arguments(parser: argparse.ArgumentParser) -> None:
+    """Optimiser, schedule, seed, augmentation and device."""
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--epochs", type=int, default=None, help="most epochs (default 20)")
     opt.add_argument("--batch-size", type=int, default=None, help="slices per step (default 32)")
@@ -197,6 +220,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--threads", type=int, default=None, help="CPU threads for torch (default: torch's)"
     )
 
+
+def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """Run directory, resuming, and the exported package and its card."""
     out = parser.add_argument_group("output")
     out.add_argument(
         "-o",
@@ -238,44 +264,94 @@ def _given(args: argparse.Namespace) -> set[str]:
     return {k for k, v in vars(args).items() if k not in skip and v not in (None, [], False)}
 
 
+def _pick(value: Any, default: Any) -> Any:
+    """``value``, or ``default`` where the flag was not given."""
+    return default if value is None else value
+
+
 def options_from_args(args: argparse.Namespace, settings: Settings) -> Any:
     """The run's ``TrainOptions`` from the flags (defaults for the rest)."""
     from ivcontrast.classifier.aggregate import Aggregation
-    from ivcontrast.classifier.preprocess import PreprocessConfig
-    from ivcontrast.training.augment import NO_AUGMENTATION
-    from ivcontrast.training.loop import TrainConfig
     from ivcontrast.training.pipeline import TrainOptions
 
-    def pick(value: Any, default: Any) -> Any:
-        return default if value is None else value
+    _check_freezing(args)
+    preprocess = _preprocess_from_args(args)
+    try:
+        train = _train_config_from_args(args)
+        aggregation = Aggregation(_pick(args.aggregation, "topk_mean"), _pick(args.topk, 8))
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    _check_data(args)
+    workers = _pick(args.workers, 1)
+    if workers < 1:
+        raise CommandError(f"--workers {workers}: at least 1")
+    options = TrainOptions(
+        out=str(args.out),
+        data=tuple(str(p) for p in args.data),
+        val_data=tuple(str(p) for p in (args.val_data or [])),
+        val_fraction=_pick(args.val_fraction, 0.2),
+        synthetic=_pick(args.synthetic, 0),
+        synthetic_seed=_pick(args.synthetic_seed, 1_000_000),
+        synthetic_slices=_pick(args.synthetic_slices, 0),
+        synthetic_multiphase=_pick(args.synthetic_multiphase, 0.25),
+        synthetic_slabs=_pick(args.synthetic_slabs, 0.0),
+        synthetic_matrix=args.synthetic_matrix,
+        preprocess=preprocess,
+        train=train,
+        aggregation=aggregation,
+        init_from=None if args.init_from is None else str(args.init_from),
+        name=_pick(args.name, "ivcontrast-contrast"),
+        version=_pick(args.model_version, "0.1.0"),
+        intended_use=_pick(args.intended_use, ""),
+        weights_dtype=_pick(args.weights_dtype, "float32"),
+        package="" if args.no_export else (None if args.package is None else str(args.package)),
+        cache_dir=str(args.cache_dir or settings.data_dir / "slice-cache"),
+        workers=workers,
+    )
+    return replace(options, command=command_line(args))
 
+
+def _check_freezing(args: argparse.Namespace) -> None:
+    """Freezing takes one of its two flags, and a package to fine-tune."""
     if args.freeze_backbone and args.freeze_blocks:
         raise CommandError("--freeze-backbone and --freeze-blocks: choose one")
     if (args.freeze_backbone or args.freeze_blocks) and args.init_from is None:
         raise CommandError("--freeze-backbone/--freeze-blocks: freezing needs --init-from PACKAGE")
+
+
+def _preprocess_from_args(args: argparse.Namespace) -> PreprocessConfig:
+    """The ``PreprocessConfig``: the flags', or the fine-tuned package's (which allows none)."""
+    from ivcontrast.classifier.preprocess import PreprocessConfig
+
     prep_changes = {
         k: getattr(args, k)
         for k in ("size", "num_slices", "slab_mm")
         if getattr(args, k) is not None
     }
-    if args.init_from is not None:
-        from ivcontrast.classifier.errors import PackageError
-        from ivcontrast.classifier.package import load_package
-
-        if prep_changes or args.arch or args.dropout is not None:
-            raise CommandError(
-                "--init-from: the package fixes the architecture and preprocessing; drop --size/--num-slices/--slab-mm/--arch/--dropout"
-            )
+    if args.init_from is None:
         try:
-            base = load_package(args.init_from)
-        except PackageError as exc:
-            raise CommandError(str(exc)) from None
-        preprocess = base.card.preprocess
-    else:
-        try:
-            preprocess = PreprocessConfig(**prep_changes)
+            return PreprocessConfig(**prep_changes)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
+    from ivcontrast.classifier.errors import PackageError
+    from ivcontrast.classifier.package import load_package
+
+    if prep_changes or args.arch or args.dropout is not None:
+        raise CommandError(
+            "--init-from: the package fixes the architecture and preprocessing; drop --size/--num-slices/--slab-mm/--arch/--dropout"
+        )
+    try:
+        base = load_package(args.init_from)
+    except PackageError as exc:
+        raise CommandError(str(exc)) from None
+    return base.card.preprocess
+
+
+def _train_config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The ``TrainConfig`` of the given flags; raises ValueError for invalid values."""
+    from ivcontrast.training.augment import NO_AUGMENTATION
+    from ivcontrast.training.loop import TrainConfig
+
     train_values: dict[str, Any] = {}
     for flag, name in _TRAIN_FLAGS.items():
         value = getattr(args, flag)
@@ -283,11 +359,11 @@ def options_from_args(args: argparse.Namespace, settings: Settings) -> Any:
             train_values[name] = f"efficientnet-{value}" if flag == "arch" else value
     if args.no_augment:
         train_values["augment"] = NO_AUGMENTATION
-    try:
-        train = TrainConfig(**train_values)
-        aggregation = Aggregation(pick(args.aggregation, "topk_mean"), pick(args.topk, 8))
-    except ValueError as exc:
-        raise CommandError(str(exc)) from None
+    return TrainConfig(**train_values)
+
+
+def _check_data(args: argparse.Namespace) -> None:
+    """Some training data, every labels file present, and at least 2 phantoms if any."""
     if not args.data and not args.synthetic:
         raise CommandError("no training data: give labels CSVs or manifests, or --synthetic N")
     for path in [*args.data, *(args.val_data or [])]:
@@ -295,33 +371,6 @@ def options_from_args(args: argparse.Namespace, settings: Settings) -> Any:
             raise CommandError(f"{path}: no such labels file")
     if args.synthetic is not None and args.synthetic < 2:
         raise CommandError(f"--synthetic {args.synthetic}: at least 2 series")
-    workers = pick(args.workers, 1)
-    if workers < 1:
-        raise CommandError(f"--workers {workers}: at least 1")
-    options = TrainOptions(
-        out=str(args.out),
-        data=tuple(str(p) for p in args.data),
-        val_data=tuple(str(p) for p in (args.val_data or [])),
-        val_fraction=pick(args.val_fraction, 0.2),
-        synthetic=pick(args.synthetic, 0),
-        synthetic_seed=pick(args.synthetic_seed, 1_000_000),
-        synthetic_slices=pick(args.synthetic_slices, 0),
-        synthetic_multiphase=pick(args.synthetic_multiphase, 0.25),
-        synthetic_slabs=pick(args.synthetic_slabs, 0.0),
-        synthetic_matrix=args.synthetic_matrix,
-        preprocess=preprocess,
-        train=train,
-        aggregation=aggregation,
-        init_from=None if args.init_from is None else str(args.init_from),
-        name=pick(args.name, "ivcontrast-contrast"),
-        version=pick(args.model_version, "0.1.0"),
-        intended_use=pick(args.intended_use, ""),
-        weights_dtype=pick(args.weights_dtype, "float32"),
-        package="" if args.no_export else (None if args.package is None else str(args.package)),
-        cache_dir=str(args.cache_dir or settings.data_dir / "slice-cache"),
-        workers=workers,
-    )
-    return replace(options, command=command_line(args))
 
 
 def command_line(args: argparse.Namespace) -> str:

@@ -21,8 +21,9 @@ import numpy as np
 from ivcontrast.classifier.aggregate import Aggregation
 from ivcontrast.classifier.package import ModelCard, ModelPackage, export_package
 from ivcontrast.classifier.preprocess import PreprocessConfig
-from ivcontrast.training.loop import Predictions, load_best
+from ivcontrast.training.loop import load_best
 from ivcontrast.training.metrics import binary_report, jsonable, youden_threshold
+from ivcontrast.training.slices import Predictions
 
 log = logging.getLogger(__name__)
 

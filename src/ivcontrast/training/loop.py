@@ -1,4 +1,6 @@
-"""The train loop: slices in memory, augmentation on the device, early stopping, checkpoints.
+"""The train loop: augmentation on the device, early stopping, checkpoints.
+
+The slices it trains on are held in memory by ``ivcontrast.training.slices``.
 
 A run directory holds::
 
@@ -26,17 +28,17 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ivcontrast.classifier.aggregate import Aggregation, aggregate
+from ivcontrast.classifier.aggregate import Aggregation
 from ivcontrast.training.augment import AugmentConfig, augment, window
-from ivcontrast.training.cache import HU_STEPS, CachedSeries
 from ivcontrast.training.metrics import roc_auc
+from ivcontrast.training.slices import Predictions, SliceBatches, SliceSet
 from ivcontrast.vocabulary import DEVICES
 
 if TYPE_CHECKING:
@@ -107,81 +109,6 @@ class TrainConfig:
         return cls(**data)
 
 
-@dataclass(frozen=True, eq=False)
-class SliceSet:
-    """Every slice of some cached series, in memory: HU, labels, series of each slice."""
-
-    hu: np.ndarray  # (n, S, S) int16 HU eighths, as the cache stores them
-    y: np.ndarray  # (n,) float32 0/1
-    series: np.ndarray  # (n,) index into the series list it was built from
-    n_series: int
-
-    @classmethod
-    def build(cls, entries: Sequence[CachedSeries], labels: Sequence[int]) -> SliceSet:
-        if len(entries) != len(labels):
-            raise ValueError(f"{len(entries)} series but {len(labels)} labels")
-        if not entries:
-            raise ValueError("no series")
-        counts = [e.n_slices for e in entries]
-        return cls(
-            hu=np.concatenate([e.hu for e in entries]),
-            y=np.repeat(np.asarray(labels, dtype=np.float32), counts),
-            series=np.repeat(np.arange(len(entries)), counts),
-            n_series=len(entries),
-        )
-
-    def __len__(self) -> int:
-        return int(self.y.size)
-
-    @property
-    def series_labels(self) -> np.ndarray:
-        labels = np.zeros(self.n_series, dtype=np.int64)
-        labels[self.series] = self.y.astype(np.int64)
-        return labels
-
-
-@dataclass(frozen=True, eq=False)
-class Predictions:
-    """Slice probabilities of a ``SliceSet`` and what they add up to per series."""
-
-    slice_p: np.ndarray
-    slice_y: np.ndarray
-    series: np.ndarray
-    n_series: int
-
-    def scan_probabilities(self, aggregation: Aggregation) -> np.ndarray:
-        out = np.full(self.n_series, np.nan)
-        order = np.argsort(self.series, kind="stable")
-        bounds = np.searchsorted(self.series[order], np.arange(self.n_series + 1))
-        for s in range(self.n_series):
-            members = order[bounds[s] : bounds[s + 1]]
-            if members.size:
-                out[s] = aggregate(self.slice_p[members], aggregation)
-        return out
-
-    def scan_labels(self) -> np.ndarray:
-        labels = np.zeros(self.n_series, dtype=np.int64)
-        labels[self.series] = self.slice_y.astype(np.int64)
-        return labels
-
-    def save(self, path: Path) -> None:
-        tmp = path.with_name(f".{path.name}.tmp")
-        with tmp.open("wb") as fh:
-            np.savez(
-                fh,
-                slice_p=self.slice_p,
-                slice_y=self.slice_y,
-                series=self.series,
-                n_series=self.n_series,
-            )
-        os.replace(tmp, path)
-
-    @classmethod
-    def load(cls, path: Path) -> Predictions:
-        with np.load(path, allow_pickle=False) as data:
-            return cls(data["slice_p"], data["slice_y"], data["series"], int(data["n_series"]))
-
-
 @dataclass(frozen=True)
 class TrainResult:
     best_epoch: int
@@ -190,6 +117,16 @@ class TrainResult:
     stopped_early: bool
     history: list[dict[str, Any]]
     run_dir: Path
+
+
+@dataclass(frozen=True)
+class _EpochTraining:
+    """What an epoch of training measured: mean loss, slices seen, wall and CPU seconds."""
+
+    loss: float
+    seen: int
+    seconds: float
+    cpu_seconds: float
 
 
 def choose_device(device: str) -> str:
@@ -218,35 +155,6 @@ def freeze(net: nn.Module, backbone: bool, blocks: int) -> list[nn.Module]:
         for param in module.parameters():
             param.requires_grad_(False)
     return frozen
-
-
-class _Batches:
-    """Gathers batches of a SliceSet as HU tensors (N, 1, S, S) float32 on the device.
-
-    On CUDA the whole set moves to the GPU once (int16, 2 bytes a pixel) so that batches are
-    gathered there; on the CPU they are gathered from the numpy array.
-    """
-
-    def __init__(self, data: SliceSet, device: torch.device) -> None:
-        import torch
-
-        self.data = data
-        self.device = device
-        self.y = torch.from_numpy(data.y).to(device)
-        self.on_device = torch.from_numpy(data.hu).to(device) if device.type == "cuda" else None
-
-    def get(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        import torch
-
-        idx = np.sort(idx)
-        if self.on_device is not None:
-            t = torch.from_numpy(idx).to(self.device)
-            hu = self.on_device[t]
-            y = self.y[t]
-        else:
-            hu = torch.from_numpy(self.data.hu[idx]).to(self.device)
-            y = self.y[torch.from_numpy(idx)]
-        return (hu.float() * (1.0 / HU_STEPS)).unsqueeze(1), y
 
 
 class Trainer:
@@ -389,11 +297,11 @@ class Trainer:
         parts = [rng.permutation(n) for _ in range(math.ceil(wanted / n))]
         return np.concatenate(parts)[:wanted]
 
-    def predict(self, data: SliceSet, batches: _Batches | None = None) -> Predictions:
+    def predict(self, data: SliceSet, batches: SliceBatches | None = None) -> Predictions:
         """Slice probabilities of ``data`` with the current weights (eval mode)."""
         import torch
 
-        batches = batches or _Batches(data, self.device)
+        batches = batches or SliceBatches(data, self.device)
         self.net.eval()
         out = []
         with (
@@ -418,30 +326,15 @@ class Trainer:
     ) -> TrainResult:
         """Train until ``epochs`` or early stopping; ``on_best(epoch, val_predictions)`` returns
         what ``best.pt`` stores beside the weights (the card)."""
-        import torch
-        from tqdm import tqdm
-
         cfg = self.config
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if len(train) == 0 or len(val) == 0:
             raise ValueError("training needs slices on both sides of the split")
-        batches = _Batches(train, self.device)
-        val_batches = _Batches(val, self.device)
-        per_epoch = cfg.samples_per_epoch or len(train)
-        steps = math.ceil(per_epoch / cfg.batch_size)
-        self._make_scheduler(steps)
-        if self._resume_scheduler is not None:
-            self.scheduler.load_state_dict(self._resume_scheduler)
-            # A new scheduler has just set the warm-up rate; the next step needs the saved one.
-            for group, lr in zip(
-                self.optimizer.param_groups, self.scheduler.get_last_lr(), strict=True
-            ):
-                group["lr"] = lr
-        positives = float(train.y.sum())
-        pos_weight = torch.tensor(
-            (len(train) - positives) / max(positives, 1.0), device=self.device
-        )
-        criterion = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+        batches = SliceBatches(train, self.device)
+        val_batches = SliceBatches(val, self.device)
+        steps = math.ceil((cfg.samples_per_epoch or len(train)) / cfg.batch_size)
+        self._start_schedule(steps)
+        criterion = self._criterion(train)
         log.info(
             "training %s on %s: %d slices of %d series (validation %d of %d), %d epochs x %d steps",
             cfg.arch,
@@ -455,95 +348,9 @@ class Trainer:
         )
         while self.epoch < cfg.epochs and not self.stopped_early:
             epoch = self.epoch + 1
-            torch.manual_seed(cfg.seed * 1000 + epoch)
-            generator = torch.Generator(device=self.device)
-            generator.manual_seed(cfg.seed * 1000 + epoch)
-            order = self._epoch_order(len(train), epoch)
-            self._train_mode()
-            t0, c0 = time.perf_counter(), time.process_time()
-            # The loss is summed on the device: reading it every step would stall a GPU.
-            total_loss = torch.zeros((), device=self.device)
-            seen = 0
-            bar = tqdm(
-                range(steps),
-                desc=f"epoch {epoch}/{cfg.epochs}",
-                unit="batch",
-                file=sys.stderr,
-                disable=None if self.progress else True,
-                leave=False,
-            )
-            for step in bar:
-                idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-                hu, y = batches.get(idx)
-                x = window(augment(hu, cfg.augment, generator), self.windows)
-                if self.amp:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
-                    logits = self.net(x).float().reshape(-1)
-                loss = criterion(logits, y)
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                self.optimizer.step()
-                self.scheduler.step()
-                total_loss += loss.detach() * len(idx)
-                seen += len(idx)
-                if step % 20 == 19 or step == steps - 1:
-                    bar.set_postfix(loss=f"{float(total_loss) / seen:.4f}")
-            bar.close()
-            if self.device.type == "cuda":
-                torch.cuda.synchronize()
-            train_s = time.perf_counter() - t0
-            train_cpu = time.process_time() - c0
-            predictions = self.predict(val, val_batches)
-            val_loss = _bce(predictions.slice_p, predictions.slice_y)
-            scan_p = predictions.scan_probabilities(self.aggregation)
-            row = {
-                "epoch": epoch,
-                "train_loss": float(total_loss) / max(seen, 1),
-                "val_loss": val_loss,
-                "val_slice_auc": roc_auc(predictions.slice_y, predictions.slice_p),
-                "val_scan_auc": roc_auc(predictions.scan_labels(), scan_p),
-                "lr": self.optimizer.param_groups[0]["lr"],
-                "train_seconds": round(train_s, 2),
-                "train_cpu_seconds": round(train_cpu, 2),
-                "val_seconds": round(time.perf_counter() - t0 - train_s, 2),
-                "train_slices_per_s": round(seen / train_s, 2) if train_s > 0 else None,
-            }
-            self.epoch = epoch
-            improved = val_loss < self.best_val_loss
-            if improved:
-                self.best_val_loss, self.best_epoch, self.bad_epochs = val_loss, epoch, 0
-                predictions.save(self.run_dir / VAL_PREDICTIONS)
-                extra = on_best(epoch, predictions) if on_best else {}
-                self._save(
-                    BEST,
-                    {
-                        "format": CHECKPOINT_FORMAT,
-                        "epoch": epoch,
-                        "model": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
-                        **extra,
-                    },
-                )
-            else:
-                self.bad_epochs += 1
-                if self.bad_epochs >= cfg.patience:
-                    self.stopped_early = True
-            row["best"] = improved
-            self.history.append(row)
-            self._save(LAST, self._state())
-            self._write_history()
-            log.info(
-                "epoch %d: train loss %.4f, val loss %.4f, val AUC slice %.4f scan %.4f, "
-                "%.1f slices/s%s%s",
-                epoch,
-                row["train_loss"],
-                val_loss,
-                row["val_slice_auc"],
-                row["val_scan_auc"],
-                row["train_slices_per_s"] or 0.0,
-                " (best)" if improved else "",
-                " - stopping early" if self.stopped_early else "",
-            )
+            trained = self._train_epoch(epoch, batches, steps, criterion)
+            predictions, row = self._validate(epoch, val, val_batches, trained)
+            self._end_epoch(row, predictions, on_best)
         self._write_history()
         return TrainResult(
             best_epoch=self.best_epoch,
@@ -552,6 +359,167 @@ class Trainer:
             stopped_early=self.stopped_early,
             history=self.history,
             run_dir=self.run_dir,
+        )
+
+    def _start_schedule(self, steps_per_epoch: int) -> None:
+        """A new schedule, or the resumed one at its saved step and learning rate."""
+        self._make_scheduler(steps_per_epoch)
+        if self._resume_scheduler is not None:
+            self.scheduler.load_state_dict(self._resume_scheduler)
+            # A new scheduler has just set the warm-up rate; the next step needs the saved one.
+            for group, lr in zip(
+                self.optimizer.param_groups, self.scheduler.get_last_lr(), strict=True
+            ):
+                group["lr"] = lr
+
+    def _criterion(self, train: SliceSet) -> nn.Module:
+        """Slice BCE on logits, positives weighted by negatives / positives."""
+        import torch
+
+        positives = float(train.y.sum())
+        pos_weight = torch.tensor(
+            (len(train) - positives) / max(positives, 1.0), device=self.device
+        )
+        return torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+
+    def _train_epoch(
+        self, epoch: int, batches: SliceBatches, steps: int, criterion: nn.Module
+    ) -> _EpochTraining:
+        """One epoch of ``steps`` optimiser steps, its order and augmentation seeded by epoch."""
+        import torch
+        from tqdm import tqdm
+
+        cfg = self.config
+        torch.manual_seed(cfg.seed * 1000 + epoch)
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(cfg.seed * 1000 + epoch)
+        order = self._epoch_order(len(batches.data), epoch)
+        self._train_mode()
+        t0, c0 = time.perf_counter(), time.process_time()
+        # The loss is summed on the device: reading it every step would stall a GPU.
+        total_loss = torch.zeros((), device=self.device)
+        seen = 0
+        bar = tqdm(
+            range(steps),
+            desc=f"epoch {epoch}/{cfg.epochs}",
+            unit="batch",
+            file=sys.stderr,
+            disable=None if self.progress else True,
+            leave=False,
+        )
+        for step in bar:
+            idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+            total_loss += self._step(batches, idx, generator, criterion) * len(idx)
+            seen += len(idx)
+            if step % 20 == 19 or step == steps - 1:
+                bar.set_postfix(loss=f"{float(total_loss) / seen:.4f}")
+        bar.close()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        return _EpochTraining(
+            loss=float(total_loss) / max(seen, 1),
+            seen=seen,
+            seconds=time.perf_counter() - t0,
+            cpu_seconds=time.process_time() - c0,
+        )
+
+    def _step(
+        self,
+        batches: SliceBatches,
+        idx: np.ndarray,
+        generator: torch.Generator,
+        criterion: nn.Module,
+    ) -> torch.Tensor:
+        """One optimiser and schedule step on the slices ``idx``; the batch's loss (detached)."""
+        import torch
+
+        hu, y = batches.get(idx)
+        x = window(augment(hu, self.config.augment, generator), self.windows)
+        if self.amp:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
+            logits = self.net(x).float().reshape(-1)
+        loss = criterion(logits, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        return loss.detach()
+
+    def _validate(
+        self, epoch: int, val: SliceSet, val_batches: SliceBatches, trained: _EpochTraining
+    ) -> tuple[Predictions, dict[str, Any]]:
+        """Validation predictions and the epoch's history row (without ``best``)."""
+        t0 = time.perf_counter()
+        predictions = self.predict(val, val_batches)
+        scan_p = predictions.scan_probabilities(self.aggregation)
+        row = {
+            "epoch": epoch,
+            "train_loss": trained.loss,
+            "val_loss": _bce(predictions.slice_p, predictions.slice_y),
+            "val_slice_auc": roc_auc(predictions.slice_y, predictions.slice_p),
+            "val_scan_auc": roc_auc(predictions.scan_labels(), scan_p),
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "train_seconds": round(trained.seconds, 2),
+            "train_cpu_seconds": round(trained.cpu_seconds, 2),
+            "val_seconds": round(time.perf_counter() - t0, 2),
+            "train_slices_per_s": (
+                round(trained.seen / trained.seconds, 2) if trained.seconds > 0 else None
+            ),
+        }
+        return predictions, row
+
+    def _end_epoch(
+        self,
+        row: dict[str, Any],
+        predictions: Predictions,
+        on_best: Callable[[int, Predictions], dict[str, Any]] | None,
+    ) -> None:
+        """Keep a better epoch as best, or count it towards early stopping; then save
+        ``last.pt`` and the history."""
+        epoch = self.epoch = row["epoch"]
+        improved = row["val_loss"] < self.best_val_loss
+        if improved:
+            self.best_val_loss, self.best_epoch, self.bad_epochs = row["val_loss"], epoch, 0
+            self._save_best(epoch, predictions, on_best)
+        else:
+            self.bad_epochs += 1
+            if self.bad_epochs >= self.config.patience:
+                self.stopped_early = True
+        row["best"] = improved
+        self.history.append(row)
+        self._save(LAST, self._state())
+        self._write_history()
+        log.info(
+            "epoch %d: train loss %.4f, val loss %.4f, val AUC slice %.4f scan %.4f, "
+            "%.1f slices/s%s%s",
+            epoch,
+            row["train_loss"],
+            row["val_loss"],
+            row["val_slice_auc"],
+            row["val_scan_auc"],
+            row["train_slices_per_s"] or 0.0,
+            " (best)" if improved else "",
+            " - stopping early" if self.stopped_early else "",
+        )
+
+    def _save_best(
+        self,
+        epoch: int,
+        predictions: Predictions,
+        on_best: Callable[[int, Predictions], dict[str, Any]] | None,
+    ) -> None:
+        """``best.pt`` (weights and what ``on_best`` adds) and its validation predictions."""
+        predictions.save(self.run_dir / VAL_PREDICTIONS)
+        extra = on_best(epoch, predictions) if on_best else {}
+        self._save(
+            BEST,
+            {
+                "format": CHECKPOINT_FORMAT,
+                "epoch": epoch,
+                "model": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
+                **extra,
+            },
         )
 
 

@@ -33,13 +33,13 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ivcontrast.classifier.aggregate import Aggregation
 from ivcontrast.classifier.preprocess import PreprocessConfig
-from ivcontrast.training.cache import Outcome, SliceCache, fill
+from ivcontrast.training.cache import CachedSeries, Outcome, SliceCache, fill
 from ivcontrast.training.datasets import LabelledSeries, read_datasets, summarise
 from ivcontrast.training.export import (
     DEFAULT_INTENDED_USE,
@@ -49,7 +49,8 @@ from ivcontrast.training.export import (
     slice_counts,
     validation_card,
 )
-from ivcontrast.training.loop import BEST, SliceSet, TrainConfig, TrainResult
+from ivcontrast.training.loop import BEST, TrainConfig, TrainResult
+from ivcontrast.training.slices import SliceSet
 from ivcontrast.training.split import split_by_patient
 from ivcontrast.training.synthetic import (
     DEFAULT_PHASE_WEIGHTS,
@@ -57,6 +58,9 @@ from ivcontrast.training.synthetic import (
     fill_synthetic,
     plan_set,
 )
+
+if TYPE_CHECKING:
+    from ivcontrast.classifier.package import ModelPackage
 
 log = logging.getLogger(__name__)
 
@@ -285,10 +289,47 @@ def _split(
 
 def run_training(options: TrainOptions, resume: bool = False, progress: bool = True) -> RunSummary:
     """Train (or resume) the run in ``options.out`` and export its package."""
-    from ivcontrast.classifier.package import load_package
+    run_dir = _open_run_dir(options, resume)
+    base_package = _base_package(options)
+    t0, c0 = time.perf_counter(), _cpu_seconds()
+    cache = SliceCache(options.cache_dir, options.preprocess)
+    loaded = _load_items(options, cache, progress)
+    if loaded.synthetic_rows:
+        from ivcontrast.synth.manifest import write_manifest
 
+        write_manifest(run_dir / SYNTHETIC_MANIFEST, loaded.synthetic_rows)
+    data = _split_data(loaded, cache, options)
+    data_s, data_cpu = time.perf_counter() - t0, _cpu_seconds() - c0
+    _write_split(run_dir / SPLIT_FILE, data)
+    training_data = _training_data(options, loaded, data, base_package)
+    log.info(
+        "data: %d training series (%d slices), %d validation series (%d slices), %d unreadable, "
+        "%.1f s (%.1f CPU s)",
+        len(data.train_items),
+        len(data.train_set),
+        len(data.val_items),
+        len(data.val_set),
+        len(loaded.failed),
+        data_s,
+        data_cpu,
+    )
+    return _train_and_export(
+        options,
+        resume,
+        progress,
+        run_dir,
+        data.train_set,
+        data.val_set,
+        base_package,
+        _card_args(options, data.train_items, training_data, base_package),
+        {"data_seconds": data_s, "data_cpu_seconds": data_cpu},
+        loaded.failed,
+    )
+
+
+def _open_run_dir(options: TrainOptions, resume: bool) -> Path:
+    """The run directory, checked for (or against) a run to resume; writes config.json."""
     run_dir = Path(options.out)
-    config_path = run_dir / CONFIG_FILE
     if resume:
         if not (run_dir / "last.pt").is_file():
             raise TrainingError(f"{run_dir}: no last.pt to resume from")
@@ -297,27 +338,44 @@ def run_training(options: TrainOptions, resume: bool = False, progress: bool = T
             f"{run_dir}: already holds a run; pass --resume or choose another --out"
         )
     run_dir.mkdir(parents=True, exist_ok=True)
-    config_path.write_text(json.dumps(options.to_dict(), indent=2) + "\n", encoding="utf-8")
+    (run_dir / CONFIG_FILE).write_text(
+        json.dumps(options.to_dict(), indent=2) + "\n", encoding="utf-8"
+    )
+    return run_dir
+
+
+def _base_package(options: TrainOptions) -> ModelPackage | None:
+    """The package to fine-tune (``--init-from``), whose preprocessing the run must keep."""
+    from ivcontrast.classifier.package import load_package
 
     base_package = load_package(options.init_from) if options.init_from else None
     if base_package is not None and base_package.card.preprocess != options.preprocess:
         raise TrainingError(
             f"{options.init_from}: its preprocessing differs from this run's; fine-tuning keeps the package's"
         )
+    return base_package
 
-    t0, c0 = time.perf_counter(), _cpu_seconds()
-    cache = SliceCache(options.cache_dir, options.preprocess)
-    loaded = _load_items(options, cache, progress)
-    items, keys, val_flags, failed = loaded.items, loaded.keys, loaded.val_flags, loaded.failed
-    if loaded.synthetic_rows:
-        from ivcontrast.synth.manifest import write_manifest
 
-        write_manifest(run_dir / SYNTHETIC_MANIFEST, loaded.synthetic_rows)
-    ok = [i for i, key in enumerate(keys) if key is not None]
+@dataclass
+class _SplitData:
+    """The readable series on each side of the split, their cache entries and slices."""
+
+    train_items: list[Any]
+    val_items: list[Any]
+    train_entries: list[CachedSeries]
+    val_entries: list[CachedSeries]
+    train_set: SliceSet
+    val_set: SliceSet
+    text: str  # how the split was made, for the card
+
+
+def _split_data(loaded: _Loaded, cache: SliceCache, options: TrainOptions) -> _SplitData:
+    """Split the readable series by patient, each side with both classes, into slice sets."""
+    ok = [i for i, key in enumerate(loaded.keys) if key is not None]
     if len(ok) < 2:
-        raise TrainingError(f"only {len(ok)} series could be read: {'; '.join(failed[:3])}")
-    usable = [items[i] for i in ok]
-    train_idx, val_idx, split_text = _split(usable, [val_flags[i] for i in ok], options)
+        raise TrainingError(f"only {len(ok)} series could be read: {'; '.join(loaded.failed[:3])}")
+    usable = [loaded.items[i] for i in ok]
+    train_idx, val_idx, split_text = _split(usable, [loaded.val_flags[i] for i in ok], options)
     if not train_idx or not val_idx:
         raise TrainingError(
             "the split left the training or the validation side empty: more patients needed"
@@ -326,32 +384,55 @@ def run_training(options: TrainOptions, resume: bool = False, progress: bool = T
         classes = {usable[i].contrast for i in idx}
         if len(classes) < 2:
             raise TrainingError(f"the {side} data hold only one class")
-    train_entries = [cache.load(str(keys[ok[i]])) for i in train_idx]
-    val_entries = [cache.load(str(keys[ok[i]])) for i in val_idx]
-    if any(e is None for e in [*train_entries, *val_entries]):
-        raise TrainingError(f"{cache.root}: cache entries vanished while loading")
-    train_set = SliceSet.build(train_entries, [usable[i].label for i in train_idx])  # type: ignore[arg-type]
-    val_set = SliceSet.build(val_entries, [usable[i].label for i in val_idx])  # type: ignore[arg-type]
-    data_s, data_cpu = time.perf_counter() - t0, _cpu_seconds() - c0
+    train_entries = _cache_entries(cache, [str(loaded.keys[ok[i]]) for i in train_idx])
+    val_entries = _cache_entries(cache, [str(loaded.keys[ok[i]]) for i in val_idx])
     train_items = [usable[i] for i in train_idx]
     val_items = [usable[i] for i in val_idx]
+    return _SplitData(
+        train_items=train_items,
+        val_items=val_items,
+        train_entries=train_entries,
+        val_entries=val_entries,
+        train_set=SliceSet.build(train_entries, [it.label for it in train_items]),
+        val_set=SliceSet.build(val_entries, [it.label for it in val_items]),
+        text=split_text,
+    )
+
+
+def _cache_entries(cache: SliceCache, keys: Sequence[str]) -> list[CachedSeries]:
+    """The cache entries of ``keys``, every one of which must still be there."""
+    entries = [cache.load(key) for key in keys]
+    present = [entry for entry in entries if entry is not None]
+    if len(present) < len(entries):
+        raise TrainingError(f"{cache.root}: cache entries vanished while loading")
+    return present
+
+
+def _write_split(path: Path, data: _SplitData) -> None:
+    """split.json: patient, series and label of each side's series."""
     split_record = {
         side: [
             {"patient_id": it.patient_id, "series": str(it.path), "label": it.label}
             for it in members
         ]
-        for side, members in (("train", train_items), ("validation", val_items))
+        for side, members in (("train", data.train_items), ("validation", data.val_items))
     }
-    (run_dir / SPLIT_FILE).write_text(json.dumps(split_record, indent=1) + "\n", encoding="utf-8")
-    training_data = {
-        "train": summarise(train_items),
-        "validation": summarise(val_items),
+    path.write_text(json.dumps(split_record, indent=1) + "\n", encoding="utf-8")
+
+
+def _training_data(
+    options: TrainOptions, loaded: _Loaded, data: _SplitData, base_package: ModelPackage | None
+) -> dict[str, Any]:
+    """The card's ``training_data``: what was trained on, how it was split, how to repeat it."""
+    return {
+        "train": summarise(data.train_items),
+        "validation": summarise(data.val_items),
         "slices": {
-            "train": slice_counts([e.n_slices for e in train_entries]),  # type: ignore[union-attr]
-            "validation": slice_counts([e.n_slices for e in val_entries]),  # type: ignore[union-attr]
+            "train": slice_counts([e.n_slices for e in data.train_entries]),
+            "validation": slice_counts([e.n_slices for e in data.val_entries]),
         },
-        "split": split_text,
-        "unreadable_series": len(failed),
+        "split": data.text,
+        "unreadable_series": len(loaded.failed),
         **loaded.description,
         "train_config": options.train.to_dict(),
         "init_from": None
@@ -364,22 +445,19 @@ def run_training(options: TrainOptions, resume: bool = False, progress: bool = T
         "seed": options.train.seed,
         "command": options.command,
     }
-    log.info(
-        "data: %d training series (%d slices), %d validation series (%d slices), %d unreadable, "
-        "%.1f s (%.1f CPU s)",
-        len(train_idx),
-        len(train_set),
-        len(val_idx),
-        len(val_set),
-        len(failed),
-        data_s,
-        data_cpu,
-    )
-    regions = regions_of(train_items)
+
+
+def _card_args(
+    options: TrainOptions,
+    train_items: Sequence[Any],
+    training_data: dict[str, Any],
+    base_package: ModelPackage | None,
+) -> dict[str, Any]:
+    """The arguments of ``validation_card`` other than the epoch and its predictions."""
     intended_use = options.intended_use or (
         SYNTHETIC_WARNING if options.synthetic and not options.data else DEFAULT_INTENDED_USE
     )
-    card_args = {
+    return {
         "name": options.name,
         "version": options.version,
         "architecture": options.train.arch
@@ -388,24 +466,12 @@ def run_training(options: TrainOptions, resume: bool = False, progress: bool = T
         "preprocess": options.preprocess,
         "aggregation": options.aggregation,
         "dropout": options.train.dropout if base_package is None else base_package.card.dropout,
-        "regions": regions,
+        "regions": regions_of(train_items),
         "intended_use": intended_use,
         "weights_dtype": options.weights_dtype,
         "training_data": training_data,
         "seed": options.train.seed,
     }
-    return _train_and_export(
-        options,
-        resume,
-        progress,
-        run_dir,
-        train_set,
-        val_set,
-        base_package,
-        card_args,
-        {"data_seconds": data_s, "data_cpu_seconds": data_cpu},
-        failed,
-    )
 
 
 def _train_and_export(
@@ -415,7 +481,7 @@ def _train_and_export(
     run_dir: Path,
     train_set: SliceSet,
     val_set: SliceSet,
-    base_package: Any,
+    base_package: ModelPackage | None,
     card_args: dict[str, Any],
     timing: dict[str, float],
     failed: list[str],
