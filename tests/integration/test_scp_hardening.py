@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -14,13 +15,25 @@ from typing import Any
 import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import (
+    CTImageStorage,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEGLossless,
+)
 from sqlalchemy import select
 
 from ivcontrast.store import ingest
 from ivcontrast.store.models import Instance
 from tests.support import dicom_factory
-from tests.support.scp_harness import InProcessListener, Scu, spool_path, spooled_dataset
+from tests.support.scp_harness import (
+    InProcessListener,
+    Scu,
+    dcmtk,
+    encoded,
+    spool_path,
+    spooled_dataset,
+)
 
 
 def variant(series: list[Dataset], number: int) -> list[Dataset]:
@@ -83,3 +96,46 @@ def test_the_lock_file_stays_out_of_the_spool_folders(listener: InProcessListene
     assert listener.incoming() == []
     studies = [p for p in Path(listener.spool).iterdir() if p.is_dir() and p.name[0] != "."]
     assert len(studies) == 1
+
+
+@pytest.mark.parametrize(
+    ("context_syntax", "encoded_as"),
+    [
+        (ImplicitVRLittleEndian, ExplicitVRLittleEndian),
+        (ExplicitVRLittleEndian, ImplicitVRLittleEndian),
+        (JPEGLossless, ImplicitVRLittleEndian),
+    ],
+)
+def test_dataset_in_another_transfer_syntax_than_its_context_is_refused(
+    listener: InProcessListener, context_syntax: str, encoded_as: str
+) -> None:
+    # Stored with the context's file meta, such a file cannot be read (DCMTK refuses it):
+    # the sender hears "cannot understand" and nothing is kept.
+    ds = dicom_factory.ct_image(rows=16, columns=16)
+    raw = encoded(ds, encoded_as)
+    with Scu().associate(listener.port, [(CTImageStorage, [context_syntax])]) as assoc:
+        assert assoc.is_established
+        status = Scu.send_raw(assoc, CTImageStorage, ds.SOPInstanceUID, context_syntax, raw)
+        # The association goes on: the same dataset, rightly encoded, is stored.
+        right = (
+            Scu.send_raw(
+                assoc,
+                CTImageStorage,
+                ds.SOPInstanceUID,
+                context_syntax,
+                encoded(ds, context_syntax),
+            )
+            if context_syntax != JPEGLossless
+            else 0x0000
+        )
+    assert status == 0xC210
+    assert right == 0x0000
+    with listener.db.session() as session:
+        count = len(list(session.scalars(select(Instance))))
+    assert count == (0 if context_syntax == JPEGLossless else 1)
+    assert listener.incoming() == []
+    if count:
+        dump = subprocess.run(
+            [dcmtk("dcmdump"), str(spool_path(listener.spool, ds))], capture_output=True, text=True
+        )
+        assert dump.returncode == 0 and "E: " not in dump.stderr, dump.stderr

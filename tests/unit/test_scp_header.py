@@ -105,3 +105,17 @@ def test_truncated_deflated_header_still_reads() -> None:
     h = instance_header(read_header(BytesIO(full), DeflatedExplicitVRLittleEndian), "x")
     assert h.sop_instance_uid == ds.SOPInstanceUID
     assert zlib.decompressobj(-15).decompress(full)  # a real raw deflate stream
+
+
+@pytest.mark.parametrize(
+    ("encoded_as", "read_as"),
+    [
+        (ExplicitVRLittleEndian, ImplicitVRLittleEndian),
+        (ImplicitVRLittleEndian, ExplicitVRLittleEndian),
+    ],
+)
+def test_a_dataset_in_the_other_vr_encoding_is_refused(encoded_as: str, read_as: str) -> None:
+    # pydicom would switch with a warning; the file meta would then say the wrong syntax.
+    raw = encoded(dicom_factory.ct_image(rows=8, columns=8), encoded_as)
+    with pytest.raises(HeaderError, match="but the presentation context is"):
+        read_header(BytesIO(raw), read_as)

@@ -3,6 +3,10 @@
 The C-STORE handler gets the dataset as the peer encoded it. Only the elements up to the
 end of group 0028 are parsed (UIDs, geometry, image type...): private groups after it and
 the pixel data are never read, let alone decoded.
+
+The dataset must be encoded as its presentation context's transfer syntax says: the first
+element's encoding (explicit VR or not) is checked before anything else, since pydicom
+would otherwise switch silently and the file would be stored with file meta that lies.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pydicom.uid import (
     ExplicitVRBigEndian,
     ImplicitVRLittleEndian,
 )
+from pydicom.valuerep import VR
 
 from ivcontrast.store.values import InstanceHeader
 
@@ -35,8 +40,28 @@ class HeaderError(ValueError):
     """The dataset cannot be parsed; the message says why (no patient data in it)."""
 
 
+# Two-letter VRs as they appear in an explicit VR element header.
+_VR_CODES = frozenset(v.value.encode("ascii") for v in VR if len(v.value) == 2)
+
+
 def _stop(tag: BaseTag, vr: str | None, length: int) -> bool:
     return tag > LAST_TAG
+
+
+def check_vr_encoding(head: bytes, implicit: bool) -> None:
+    """Raise HeaderError when the first element is not encoded as ``implicit`` says.
+
+    Bytes 4-5 of an explicit VR element are its VR; in implicit VR they are the low half of
+    the value length, which reads as two capital letters only for a first element of 16 KiB
+    or more (pydicom's own test).
+    """
+    if len(head) < 6:
+        return  # too short for either; the parse says why
+    explicit = head[4:6] in _VR_CODES
+    if explicit and implicit:
+        raise HeaderError("dataset is explicit VR but the presentation context is implicit VR")
+    if not explicit and not implicit:
+        raise HeaderError("dataset is implicit VR but the presentation context is explicit VR")
 
 
 def read_header(data: BinaryIO, transfer_syntax: str) -> Dataset:
@@ -50,6 +75,8 @@ def read_header(data: BinaryIO, transfer_syntax: str) -> Dataset:
             raise HeaderError(f"deflated dataset cannot be inflated: {exc}") from None
     implicit = transfer_syntax == ImplicitVRLittleEndian
     little = transfer_syntax != ExplicitVRBigEndian
+    data.seek(0)
+    check_vr_encoding(data.read(6), implicit)
     data.seek(0)
     try:
         # The element walk is eager (so structural errors surface here); values are
