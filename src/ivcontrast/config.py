@@ -337,7 +337,13 @@ class WebSettings(_Section):
     )
     public_health: bool = Field(
         default=True,
-        description="/health answers without the token (for load balancers and probes)",
+        description="/health answers without the token (for load balancers and probes), "
+        "with only ok/warn/fail per check; details need the token",
+    )
+    login_failures_per_minute: int = Field(
+        default=10,
+        ge=1,
+        description="wrong tokens a client address may try in a minute before it gets 429",
     )
     show_patient_names: bool = False
     worker_stale_seconds: float = Field(

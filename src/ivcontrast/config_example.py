@@ -53,6 +53,7 @@ COMMENTS: dict[str, str] = {
     "scp.port": "DICOM port (104 is the standard one but needs privileges)",
     "scp.require_called_ae": "reject associations whose called AE title is not ours",
     "scp.acse_timeout": "seconds to wait for association negotiation messages",
+    "scp.handshake_timeout": "seconds a new connection has to send its A-ASSOCIATE-RQ",
     "scp.dimse_timeout": "seconds to wait for a DIMSE message (e.g. the next C-STORE)",
     "scp.network_timeout": "seconds of network silence before an association is aborted",
     "scp.tls_cert": "server certificate (PEM); with tls_key, the listener speaks DICOM TLS",
@@ -67,7 +68,8 @@ COMMENTS: dict[str, str] = {
     "web.enabled": "run the HTTP API and dashboard in `ivcontrast serve`",
     "web.host": "address the web app binds; keep 127.0.0.1 unless a token is set",
     "web.port": "HTTP port of the API, dashboard, /health and /metrics",
-    "web.show_patient_names": "show patient names and IDs in the dashboard and API",
+    "web.show_patient_names": "show patient names, IDs and accession numbers in the dashboard, "
+    "API and exports",
     "writeback.destinations": "where corrected copies and reports go: [[writeback.destinations]]"
     " entries, each a folder or a DICOM node",
     "writeback.destinations.tls": "connect with DICOM TLS",

@@ -30,7 +30,10 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Data
 
 def client(store: tuple[Path, Database, Filled], **overrides: object) -> TestClient:
     data, db, _ = store
-    settings = web_settings(data, **{"web.token": TOKEN, **overrides})
+    # These tests try wrong tokens on purpose, more than the guessing limit lets through
+    # (test_web_exposure tests the limit).
+    limit = {"web.login_failures_per_minute": 1000}
+    settings = web_settings(data, **{"web.token": TOKEN, **limit, **overrides})
     return TestClient(create_app(settings, db), follow_redirects=False)
 
 

@@ -43,6 +43,10 @@ UNAUTHORISED = {
         }
     },
 }
+TOO_MANY_GUESSES = {
+    **UNAUTHORISED,
+    "description": "too many wrong tokens from this address in the last minute (see Retry-After)",
+}
 
 
 def static_dir() -> Path:
@@ -64,7 +68,12 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
     app.mount("/static", StaticFiles(directory=static_dir()), name="static")
     token = settings.web.token
     if token is not None:
-        app.add_middleware(TokenAuth, token=token, public_health=settings.web.public_health)
+        app.add_middleware(
+            TokenAuth,
+            token=token,
+            public_health=settings.web.public_health,
+            failures_per_minute=settings.web.login_failures_per_minute,
+        )
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -85,6 +94,8 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
                     for operation in operations.values():
                         if operation.get("security") != []:
                             operation["responses"].setdefault("401", UNAUTHORISED)
+                        # Any request with a bearer token may meet the guessing limit.
+                        operation["responses"].setdefault("429", TOO_MANY_GUESSES)
             app.openapi_schema = schema
         return app.openapi_schema
 

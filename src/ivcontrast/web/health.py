@@ -8,6 +8,9 @@ Four checks, each ``ok``, ``warn`` or ``fail``; any ``fail`` makes the answer 50
   ``web.worker_stale_seconds`` (read from the store, so it covers workers on other hosts).
 - model: the model package is there with a valid card (fail if not); a live worker that
   takes classify jobs has it loaded (warn if none does).
+
+The details (spool path, disk sizes, worker host:pid, model path) describe the host: a
+request without the token, where one is set, gets only :func:`public_summary`.
 """
 
 from __future__ import annotations
@@ -163,3 +166,13 @@ def health(settings: Settings, db: Database) -> HealthOut:
     return HealthOut(
         status="fail" if failed else "ok", version=__version__, checked_at=now, checks=checks
     )
+
+
+def public_summary(report: HealthOut) -> dict[str, Any]:
+    """What a load balancer needs: the overall status and each check's, nothing about the
+    host (no paths, sizes, worker ids, model or version)."""
+    return {
+        "status": report.status,
+        "checked_at": report.checked_at.isoformat(),
+        "checks": {name: {"status": check.status} for name, check in report.checks.items()},
+    }

@@ -1,7 +1,8 @@
 """What the HTTP API returns: response models, and their construction from store rows.
 
 Patient names and IDs appear only in ``patient``, which stays null unless
-``web.show_patient_names`` is set. A result's ``label`` is ``review`` where the network and
+``web.show_patient_names`` is set; the accession number (it identifies the patient's study
+at the hospital) is null unless it is set too. A result's ``label`` is ``review`` where the network and
 the physics opinion (the blood pool's HU) disagree or the network is unsure; the network's own
 call, the reasons and the physics opinion come with it.
 """
@@ -104,7 +105,7 @@ class ResultDetail(ResultSummary):
 class SeriesSummary(BaseModel):
     series_uid: str
     study_uid: str
-    accession_number: str | None
+    accession_number: str | None = Field(description="only when web.show_patient_names is set")
     study_date: str | None
     study_description: str | None
     modality: str | None
@@ -216,7 +217,7 @@ class ResultOut(BaseModel):
 
     series_uid: str
     study_uid: str
-    accession_number: str | None
+    accession_number: str | None = Field(description="only when web.show_patient_names is set")
     study_date: str | None
     modality: str | None
     series_number: int | None
@@ -389,7 +390,7 @@ def series_summary(
     return SeriesSummary(
         series_uid=series.series_uid,
         study_uid=study.study_uid,
-        accession_number=study.accession_number,
+        accession_number=study.accession_number if show_patient else None,
         study_date=study.study_date,
         study_description=study.study_description,
         modality=series.modality,
@@ -452,7 +453,7 @@ def result_out(result: Result, series: Series, study: Study, show_patient: bool)
     return ResultOut(
         series_uid=series.series_uid,
         study_uid=study.study_uid,
-        accession_number=study.accession_number,
+        accession_number=study.accession_number if show_patient else None,
         study_date=study.study_date,
         modality=series.modality,
         series_number=series.series_number,

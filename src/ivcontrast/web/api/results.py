@@ -29,7 +29,8 @@ from ivcontrast.web.deps import (
 )
 
 router = APIRouter(dependencies=[Depends(strict_query)], tags=["results"])
-PATIENT_FIELDS = frozenset({"patient_name", "patient_id"})
+# Left out of exports unless web.show_patient_names is set.
+PATIENT_FIELDS = frozenset({"patient_name", "patient_id", "accession_number"})
 
 
 class ResultFilterParams:
