@@ -17,8 +17,10 @@ import time
 from pathlib import Path
 
 from ivcontrast.classifier.physics import BloodPool, PhysicsParams, assess
+from ivcontrast.classifier.review import physics_says
 from ivcontrast.classifier.sources import open_source
-from ivcontrast.synth import Phase, SeriesSpec, SyntheticSeries
+from ivcontrast.config import ClassifierSettings
+from ivcontrast.synth import Phase, Region, SeriesSpec, SyntheticSeries
 
 # Half of the phantoms without contrast, as in the training data.
 PHASES = ("none", "arterial", "none", "portal_venous", "none", "delayed")
@@ -51,12 +53,15 @@ def line(name: str, truth: bool, pool: BloodPool, seconds: float) -> str:
     )
 
 
-def summarise(title: str, rows: list[tuple[bool, BloodPool]]) -> None:
+def summarise(title: str, rows: list[tuple[bool, BloodPool]], margin_hu: float) -> None:
     found = [(t, p) for t, p in rows if p.found]
     right = sum(p.contrast == t for t, p in found)
+    clear = [(t, says) for t, p in rows if (says := physics_says(p, margin_hu)) is not None]
     print(
         f"{title}: {len(rows)} series, blood pool found in {len(found)}, "
-        f"right {right}/{len(found)} where found ({right}/{len(rows)} of all)"
+        f"right {right}/{len(found)} where found ({right}/{len(rows)} of all); "
+        f"clear enough to send a disagreeing network call to review: {len(clear)}, "
+        f"of them right {sum(t == says for t, says in clear)}"
     )
 
 
@@ -65,8 +70,8 @@ def phantoms(n: int, seed: int, params: PhysicsParams) -> list[tuple[bool, Blood
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(n):
             spec = SeriesSpec(
-                region="chest" if i % 2 == 0 else "headneck",
-                phase=PHASES[(i // 2) % len(PHASES)],
+                region=Region.CHEST if i % 2 == 0 else Region.HEADNECK,
+                phase=Phase(PHASES[(i // 2) % len(PHASES)]),
                 seed=seed + i,
                 matrix=256,
                 slices=32,
@@ -108,7 +113,7 @@ def main() -> int:
     if args.realct.is_dir():
         results.append(("real CT", real(args.realct, params)))
     for title, rows in results:
-        summarise(title, rows)
+        summarise(title, rows, ClassifierSettings().physics_margin_hu)
     return 0
 
 

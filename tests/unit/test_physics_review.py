@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ def pool(found: bool, hu: float | None = None) -> BloodPool:
         return BloodPool.not_found("nothing", PARAMS)
     assert hu is not None
     return BloodPool(
-        True, hu >= 125, "chest vessel (aorta or heart)", hu, 3, 10.0, 50, 60, 9.0, 125.0, "x"
+        True, hu >= 125, "chest vessel (aorta or heart)", hu, 3, 10.0, 50, 60, 9.0, 125.0, "x", True
     )
 
 
@@ -105,7 +106,10 @@ def test_remembering_source_decodes_each_slice_once() -> None:
 
 def test_physics_overrules_only_when_clear() -> None:
     policy = ReviewPolicy(band=0.0, physics_margin_hu=25.0)
-    assert physics_says(pool(True, 40.0), 25.0) is False
+    assert physics_says(pool(True, 40.0), 25.0) is False  # a trunk vessel rules contrast out
+    neck = dataclasses.replace(pool(True, 40.0), structure="neck vessel", rules_out=False)
+    assert physics_says(neck, 25.0) is None  # a small vessel may be missed: no rule-out
+    assert physics_says(dataclasses.replace(neck, hu=300.0), 25.0) is True
     assert physics_says(pool(True, 200.0), 25.0) is True
     assert physics_says(pool(True, 110.0), 25.0) is None  # too close to 125 HU
     assert physics_says(pool(False), 25.0) is None

@@ -67,6 +67,10 @@ class BloodPool:
     radius_mm: float | None
     threshold_hu: float
     reason: str  # how it was measured, or why nothing was found
+    # Whether a low reading rules contrast out: only a trunk vessel (aorta, heart) is large
+    # enough to be found reliably. Neck vessels and sinuses are small; when they are missed,
+    # the tube found instead (muscle, gland) reads unenhanced, so a low HU there proves little.
+    rules_out: bool = False
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -81,6 +85,7 @@ class BloodPool:
             "radius_mm": None if self.radius_mm is None else round(self.radius_mm, 1),
             "threshold_hu": self.threshold_hu,
             "reason": self.reason,
+            "rules_out": self.rules_out,
         }
 
     @classmethod
@@ -408,6 +413,7 @@ def assess_volume(
             params,
         )
     structure, members = best
+    trunk = members[0].region in ("chest", "abdomen")
     hu_value = float(np.median([m.hu for m in members]))
     middle = members[len(members) // 2]
     return BloodPool(
@@ -427,6 +433,7 @@ def assess_volume(
             if len(members) > 1
             else "one sampled slice"
         ),
+        rules_out=trunk and float(np.median([m.radius_mm for m in members])) >= 7.0,
     )
 
 

@@ -6,7 +6,9 @@ Two things send a series to review:
   unsure), or
 - the physics opinion (``classifier.physics``) found the blood pool and reads it clearly on
   the other side of its HU threshold: at least ``physics_margin_hu`` away from it. A blood
-  pool near the threshold (weak enhancement, dense unenhanced blood) overrules nothing.
+  pool near the threshold (weak enhancement, dense unenhanced blood) overrules nothing, and
+  a low reading overrules a contrast call only where it comes from a trunk vessel (aorta,
+  heart): small neck vessels and sinuses are missed too easily to rule contrast out.
 
 A pure function of numbers, so every rule is unit-tested without a model.
 """
@@ -33,13 +35,16 @@ class Decision:
 
 
 def physics_says(pool: BloodPool | None, margin_hu: float) -> bool | None:
-    """The physics opinion where it is clear: True/False, or None (not found, or too close
-    to its threshold to overrule anything)."""
+    """The physics opinion where it is clear: True/False, or None (not found, too close to
+    its threshold, or a low reading from a structure too small to rule contrast out)."""
     if pool is None or not pool.found or pool.hu is None:
         return None
     if abs(pool.hu - pool.threshold_hu) < margin_hu:
         return None
-    return pool.hu >= pool.threshold_hu
+    enhanced = pool.hu >= pool.threshold_hu
+    if not enhanced and not pool.rules_out:
+        return None
+    return enhanced
 
 
 def decide(
