@@ -245,3 +245,25 @@ def test_a_failed_tls_handshake_is_one_line_without_a_traceback(
     assert failures, "a failed handshake should be logged"
     assert all(r.exc_info is None for r in failures), [r.getMessage() for r in failures]
     assert len(failures) <= 3 + 1, [r.getMessage() for r in failures]
+
+
+@pytest.mark.parametrize("pad", ["\x00", " "])
+@pytest.mark.parametrize("field", ["SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"])
+def test_a_uid_with_a_leading_nul_or_space_is_refused(
+    listener: InProcessListener, pad: str, field: str
+) -> None:
+    # Trailing padding is DICOM's; a leading NUL or space makes another UID, not this one.
+    ds = dicom_factory.ct_image(rows=8, columns=8)
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = "1.2.3", "1.2.3.4", "1.2.3.4.5"
+    # pydicom strips a leading space when a UID is set: put the pad into the bytes.
+    value = getattr(ds, field)
+    setattr(ds, field, "X" + value)
+    raw = encoded(ds, ExplicitVRLittleEndian).replace(
+        ("X" + value).encode(), (pad + value).encode(), 1
+    )
+    with Scu().associate(listener.port, [(CTImageStorage, [ExplicitVRLittleEndian])]) as assoc:
+        status = Scu.send_raw(assoc, CTImageStorage, "1.2.3.4.5", ExplicitVRLittleEndian, raw)
+    assert status == 0xC212
+    with listener.db.session() as session:
+        assert list(session.scalars(select(Instance))) == []
+    assert [p for p in Path(listener.spool).iterdir() if p.is_dir() and p.name[0] != "."] == []

@@ -235,7 +235,7 @@ class ListenerHandlers:
                 raise StoreFailure(INVALID_UID, f"dataset has no {what}")
             if not is_valid_uid(value):
                 raise StoreFailure(INVALID_UID, f"{what} {value[:80]!r} is not a valid UID")
-        requested = str(request.AffectedSOPInstanceUID or "").strip("\0 ")
+        requested = str(request.AffectedSOPInstanceUID or "").rstrip("\0 ")
         if header.sop_instance_uid != requested:
             raise StoreFailure(
                 INSTANCE_MISMATCH,

@@ -109,12 +109,14 @@ def read_file_header(path: Path) -> tuple[Dataset, str]:
 # these is text in DICOM except Rows and Columns (US), and multi-values stay joined by
 # backslash as they are encoded. Only text whose meaning depends on the character set
 # (PN, LO, SH) goes through pydicom's decoding, and only when the dataset declares one.
-_ASCII, _CHARSET, _INT, _FLOAT, _US = "ascii", "charset", "int", "float", "us"
+# A UID loses only its trailing padding: a leading NUL or space makes it another (invalid)
+# UID, which the handler refuses, where other text loses padding at both ends.
+_ASCII, _UID, _CHARSET, _INT, _FLOAT, _US = "ascii", "uid", "charset", "int", "float", "us"
 _FIELDS: dict[str, tuple[int, str]] = {
-    "sop_class_uid": (0x00080016, _ASCII),
-    "sop_instance_uid": (0x00080018, _ASCII),
-    "study_uid": (0x0020000D, _ASCII),
-    "series_uid": (0x0020000E, _ASCII),
+    "sop_class_uid": (0x00080016, _UID),
+    "sop_instance_uid": (0x00080018, _UID),
+    "study_uid": (0x0020000D, _UID),
+    "series_uid": (0x0020000E, _UID),
     "modality": (0x00080060, _ASCII),
     "series_number": (0x00200011, _INT),
     "series_description": (0x0008103E, _CHARSET),
@@ -164,7 +166,8 @@ def _field(ds: Dataset, tag: int, kind: str, has_charset: bool) -> Any:
             return None
         if kind == _US:
             return int.from_bytes(raw[:2], "little" if elem.is_little_endian else "big")
-        text = raw.decode("latin-1").strip(" \0")
+        text = raw.decode("latin-1")
+        text = text.rstrip(" \0") if kind == _UID else text.strip(" \0")
         if not text:
             return None
         if kind == _INT:
@@ -189,4 +192,5 @@ def _converted(value: Any, kind: str) -> Any:
         return int(value)
     if kind == _FLOAT:
         return float(value)
-    return str(value).strip(" \0") or None
+    text = str(value)
+    return (text.rstrip(" \0") if kind == _UID else text.strip(" \0")) or None
