@@ -330,3 +330,31 @@ def test_thinned_series_keep_the_drawn_coverage_and_thickness() -> None:
     assert thin.thickness == dense.thickness
     slab = SeriesSpec(region="chest", phase="none", seed=42, slices=12)
     assert sampled_spec(slab, 12) is slab  # a slab is left as it is
+
+
+def test_a_labels_csv_may_weight_its_rows(tmp_path: Path) -> None:
+    from ivcontrast.training.datasets import DatasetError, read_labels
+
+    series = tmp_path / "a.nii.gz"
+    series.write_bytes(b"x")
+    csv_path = tmp_path / "labels.csv"
+    csv_path.write_text(
+        f"path,label,patient_id,weight\n{series},contrast,p1,8\n{series.name},no,p2,\n"
+    )
+    assert [item.weight for item in read_labels(csv_path)] == [8.0, 1.0]
+    csv_path.write_text(f"path,label,patient_id,weight\n{series},contrast,p1,-1\n")
+    with pytest.raises(DatasetError, match="weight -1 not in"):
+        read_labels(csv_path)
+
+
+def test_weighted_slices_are_drawn_in_proportion() -> None:
+    from ivcontrast.training.loop import Trainer
+
+    weight = np.array([1.0] * 90 + [9.0] * 10)  # ten heavy slices carry half the weight
+    trainer = Trainer.__new__(Trainer)
+    trainer.config = type("C", (), {"seed": 0, "samples_per_epoch": 4000})()  # type: ignore[assignment]
+    order = trainer._epoch_order(100, 1, weight)
+    assert len(order) == 4000
+    assert 0.45 < float(np.mean(order >= 90)) < 0.55
+    uniform = trainer._epoch_order(100, 1)
+    assert sorted(uniform[:100].tolist()) == list(range(100))

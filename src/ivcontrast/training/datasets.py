@@ -5,7 +5,9 @@ Two CSV layouts are understood, told apart by their header:
 - a labels CSV with the columns ``path`` (a DICOM folder, a DICOM file, a NIfTI or NRRD file;
   relative paths are relative to the CSV's folder), ``label`` (``1``/``0``, ``contrast``/
   ``no_contrast``, ``yes``/``no``, ``true``/``false``), ``patient_id`` (the split keeps each
-  patient on one side), and optionally ``region`` and ``phase``;
+  patient on one side), and optionally ``region``, ``phase`` and ``weight`` (how much more
+  often than a phantom or an unweighted row its slices are drawn in training: a site's few
+  real series beside hundreds of phantoms; default 1);
 - the manifest of ``ivcontrast synth`` (``folder``, ``contrast``, ``patient_id``, ``region``,
   ``phase``...): series folders are looked up next to the manifest, so a generated set can be
   moved as a whole. Rows of localizers and non-CT series (not what the classifier is given)
@@ -45,6 +47,7 @@ class LabelledSeries:
     region: str = ""
     phase: str = ""
     origin: str = ""  # "<csv>:<line>", for messages
+    weight: float = 1.0  # relative sampling weight of its slices in training
 
     @property
     def label(self) -> int:
@@ -138,7 +141,20 @@ def _labels_row(csv_path: Path, line: int, row: dict[str, str]) -> LabelledSerie
         region=row.get("region", "").strip(),
         phase=row.get("phase", "").strip(),
         origin=where,
+        weight=_weight(where, row.get("weight", "")),
     )
+
+
+def _weight(where: str, text: str) -> float:
+    if not text.strip():
+        return 1.0
+    try:
+        weight = float(text)
+    except ValueError:
+        raise DatasetError(f"{where}: weight {text!r} is not a number") from None
+    if not 0 < weight <= 1000:
+        raise DatasetError(f"{where}: weight {weight:g} not in (0, 1000]")
+    return weight
 
 
 def _manifest_row(csv_path: Path, line: int, row: dict[str, str]) -> LabelledSeries:

@@ -291,9 +291,12 @@ class Trainer:
         for module in self.frozen:
             module.eval()
 
-    def _epoch_order(self, n: int, epoch: int) -> np.ndarray:
+    def _epoch_order(self, n: int, epoch: int, weight: np.ndarray | None = None) -> np.ndarray:
+        """The slices of one epoch: every slice once per pass, or drawn by ``weight``."""
         rng = np.random.default_rng([self.config.seed, epoch, 0x0E])
         wanted = self.config.samples_per_epoch or n
+        if weight is not None:
+            return rng.choice(n, size=wanted, replace=True, p=weight / weight.sum())
         parts = [rng.permutation(n) for _ in range(math.ceil(wanted / n))]
         return np.concatenate(parts)[:wanted]
 
@@ -393,7 +396,7 @@ class Trainer:
         torch.manual_seed(cfg.seed * 1000 + epoch)
         generator = torch.Generator(device=self.device)
         generator.manual_seed(cfg.seed * 1000 + epoch)
-        order = self._epoch_order(len(batches.data), epoch)
+        order = self._epoch_order(len(batches.data), epoch, batches.data.weight)
         self._train_mode()
         t0, c0 = time.perf_counter(), time.process_time()
         # The loss is summed on the device: reading it every step would stall a GPU.

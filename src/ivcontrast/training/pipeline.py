@@ -393,7 +393,11 @@ def _split_data(loaded: _Loaded, cache: SliceCache, options: TrainOptions) -> _S
         val_items=val_items,
         train_entries=train_entries,
         val_entries=val_entries,
-        train_set=SliceSet.build(train_entries, [it.label for it in train_items]),
+        train_set=SliceSet.build(
+            train_entries,
+            [it.label for it in train_items],
+            [getattr(it, "weight", 1.0) for it in train_items],  # phantoms: 1
+        ),
         val_set=SliceSet.build(val_entries, [it.label for it in val_items]),
         text=split_text,
     )

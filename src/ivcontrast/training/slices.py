@@ -30,19 +30,27 @@ class SliceSet:
     y: np.ndarray  # (n,) float32 0/1
     series: np.ndarray  # (n,) index into the series list it was built from
     n_series: int
+    weight: np.ndarray | None = None  # (n,) sampling weight per slice; None = uniform
 
     @classmethod
-    def build(cls, entries: Sequence[CachedSeries], labels: Sequence[int]) -> SliceSet:
+    def build(
+        cls,
+        entries: Sequence[CachedSeries],
+        labels: Sequence[int],
+        weights: Sequence[float] | None = None,
+    ) -> SliceSet:
         if len(entries) != len(labels):
             raise ValueError(f"{len(entries)} series but {len(labels)} labels")
         if not entries:
             raise ValueError("no series")
         counts = [e.n_slices for e in entries]
+        uniform = weights is None or len(set(weights)) <= 1
         return cls(
             hu=np.concatenate([e.hu for e in entries]),
             y=np.repeat(np.asarray(labels, dtype=np.float32), counts),
             series=np.repeat(np.arange(len(entries)), counts),
             n_series=len(entries),
+            weight=None if uniform else np.repeat(np.asarray(weights, dtype=np.float64), counts),
         )
 
     def __len__(self) -> int:
