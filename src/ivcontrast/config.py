@@ -68,6 +68,7 @@ class ScpSettings(_Section):
         description="below this much free space in the spool, C-STORE answers 0xA700",
     )
     acse_timeout: float = Field(default=30.0, gt=0)
+    handshake_timeout: float = Field(default=5.0, gt=0)
     dimse_timeout: float = Field(default=60.0, gt=0)
     network_timeout: float = Field(default=60.0, gt=0)
     tls_cert: Path | None = None

@@ -1,11 +1,14 @@
-"""The association server: the listening socket's options, and one socket shared by
-several listener processes.
+"""The association server: the listening socket's options, one socket shared by several
+listener processes, and the count of association slots.
 
 ``ListenerServer`` is pynetdicom's threaded association server with a large receive
-buffer and TCP_NODELAY, TLS handshakes moved off the accept loop, and optionally a
-listening socket (made by ``listening_socket``) that every listener process accepts
-from, spreading associations by the load each process posts on a shared board. Each
-accepted connection becomes an association through ``reactor.ListenerRequestHandler``.
+buffer and TCP_NODELAY, a read timeout on every connection, TLS handshakes moved off the
+accept loop, and optionally a listening socket (made by ``listening_socket``) that every
+listener process accepts from, spreading associations by the load each process posts on
+a shared board. Each accepted connection becomes an association through
+``reactor.ListenerRequestHandler``; ``claim_slot`` counts the associations whose request
+has arrived against ``scp.max_associations`` (a connection still in its handshake holds
+no slot).
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ class ListenerServer(ThreadedAssociationServer):
     """
 
     daemon_threads = True
+    # socketserver's default backlog of 5 drops the SYN of whoever connects just after a
+    # burst of connections (a port scan, health checks): the sender retries a second later.
+    request_queue_size = 128
     DEFER_MAX = 0.2
     NOT_ACCEPTING = 1 << 30  # a board value for a process that is not (yet) accepting
 
@@ -44,14 +50,34 @@ class ListenerServer(ThreadedAssociationServer):
         *args: Any,
         listen_socket: socket.socket | None = None,
         load_board: tuple[Any, int] | None = None,
+        handshake_timeout: float | None = None,
+        association_limit: int | None = None,
         **kwargs: Any,
     ) -> None:
+        """``handshake_timeout``: seconds a connection has to deliver its A-ASSOCIATE-RQ;
+        ``association_limit``: associations at once (None: pynetdicom's own count)."""
         self._shared = listen_socket
         self._board = load_board
+        self.handshake_timeout = handshake_timeout
+        self.association_limit = association_limit
+        self._slots = 0
+        self._slots_lock = threading.Lock()
         self._starting = 0  # accepted connections whose association thread is not up yet
         self._starting_lock = threading.Lock()
         super().__init__(*args, **kwargs)
         self.post_load()
+
+    def claim_slot(self) -> bool:
+        """Take an association slot; False when ``association_limit`` are taken."""
+        with self._slots_lock:
+            if self.association_limit is not None and self._slots >= self.association_limit:
+                return False
+            self._slots += 1
+            return True
+
+    def release_slot(self) -> None:
+        with self._slots_lock:
+            self._slots -= 1
 
     def busy(self) -> int:
         """Associations this process serves or is starting."""
@@ -135,10 +161,12 @@ class ListenerServer(ThreadedAssociationServer):
         client, address = self.socket.accept()
         # Small C-STORE responses must not wait for Nagle's algorithm.
         client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # Accepted sockets block without end by default: a peer that stops in the middle
+        # of a PDU would hold its thread (and its association) for as long as it likes.
+        client.settimeout(self.ae.network_timeout)
         if self.ssl_context:
             # The handshake happens on the association's first read, in its own thread:
             # done here, one silent client would hold up every other connection.
-            client.settimeout(self.ae.network_timeout)
             client = self.ssl_context.wrap_socket(
                 client, server_side=True, do_handshake_on_connect=False
             )

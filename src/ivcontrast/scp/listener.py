@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 NOT_ACCEPTING = 1 << 30  # as acceptor.ListenerServer.NOT_ACCEPTING, without importing it here
 STOP_GRACE_SECONDS = 5.0  # how long a stopping listener lets open associations finish
+UNCOUNTED = 1 << 30  # pynetdicom's association limit, when ListenerServer counts instead
 
 
 def listener_id(pid: int | None = None) -> str:
@@ -85,6 +86,11 @@ class Listener:
             # drop the text anyway; without them the C-STORE response takes a fast path.
             pynetdicom_config.LOG_HANDLER_LEVEL = "none"
         ae = build_ae(scp)
+        limit: int | None = None
+        if FAST_REACTOR:
+            # The fast reactor counts associations past their request (ListenerServer
+            # .claim_slot); pynetdicom's count includes connections still in their handshake.
+            limit, ae.maximum_associations = scp.max_associations, UNCOUNTED
         self._server = ae.make_server(
             (scp.bind_address, scp.port),
             evt_handlers=self._handlers.bindings(),
@@ -93,6 +99,8 @@ class Listener:
             request_handler=ListenerRequestHandler,
             listen_socket=self._listen_socket,
             load_board=self._load_board,
+            handshake_timeout=scp.handshake_timeout,
+            association_limit=limit,
         )
         ae._servers.append(self._server)  # as AE.start_server does, for AE.shutdown()
         self._thread = threading.Thread(
