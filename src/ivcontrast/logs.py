@@ -97,7 +97,12 @@ def configure_logging(settings: Settings) -> None:
         JsonFormatter() if settings.log_format == "json" else TextFormatter(TEXT_FORMAT)
     )
     logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
-    logging.captureWarnings(True)  # as "py.warnings" records, escaped like the rest
+    # Warnings as "py.warnings" records, escaped like the rest. Off first: captureWarnings(True)
+    # does nothing while logging believes it already captures, even where warnings.showwarning
+    # has since been put back (a catch_warnings block exited, as around each pytest test), and
+    # warnings would then reach stderr raw.
+    logging.captureWarnings(False)
+    logging.captureWarnings(True)
     # pydicom logs each of its warnings to the "pydicom" logger as well as warning it: keep
     # the log record only. ("ignore" also keeps the warning out of the module's registry,
     # which would otherwise grow by one entry per distinct hostile value.)
