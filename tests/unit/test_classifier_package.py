@@ -211,3 +211,21 @@ def test_a_card_knows_when_its_model_has_only_seen_phantoms() -> None:
     assert make_card(training_data=phantoms).synthetic_only
     site = {**phantoms, "sources": [{"path": "labels.csv", "sha256": "0" * 64}]}
     assert not make_card(training_data=site).synthetic_only
+
+
+def test_a_card_says_when_its_model_needs_validating_at_a_site() -> None:
+    assert not make_card().needs_site_validation  # nothing recorded: no claim either way
+    phantoms = {"train": {"series": 407}, "synthetic": {"series": 480}}
+    assert make_card(training_data=phantoms).needs_site_validation  # phantoms only
+    labels = [{"path": "labels.csv", "sha256": "0" * 64}]
+    few = {
+        "train": {"series": 211},
+        "synthetic": {"series": 200},
+        "sources": labels,
+        "validation_sources": labels,
+    }
+    card = make_card(training_data=few)
+    assert card.real_training_series == 11 and card.needs_site_validation
+    site = {"train": {"series": 900}, "sources": labels}
+    assert make_card(training_data=site).real_training_series == 900
+    assert not make_card(training_data=site).needs_site_validation

@@ -116,12 +116,19 @@ class Classifier:
                 "set classifier.model to a model package directory"
             )
         package = load_package(path, verify=True)
-        if package.card.synthetic_only:
+        card = package.card
+        if card.needs_site_validation:
+            seen = (
+                "synthetic CT phantoms only"
+                if card.synthetic_only
+                else f"phantoms and only {card.real_training_series} real CT series"
+            )
             log.warning(
-                "model %s %s was trained on synthetic CT phantoms only: validate it on your own "
-                "labelled CT (ivcontrast evaluate) before relying on its calls",
-                package.card.name,
-                package.card.version,
+                "model %s %s was trained on %s: validate it on your own labelled CT "
+                "(ivcontrast evaluate) before relying on its calls",
+                card.name,
+                card.version,
+                seen,
             )
         backend = select_backend(settings.device, package, settings.threads, settings.batch_size)
         physics = (

@@ -49,6 +49,8 @@ ONNX_INPUT = "input"
 ONNX_OUTPUT = "logit"
 ONNX_OPSET = 18
 EXPORT_TOLERANCE = 1e-4
+# A model trained on fewer real series than this says that it needs validating at a site.
+SITE_VALIDATED_SERIES = 200
 # Where the bundled default model lives (src/ivcontrast/models/default).
 DEFAULT_PACKAGE = Path(__file__).resolve().parent.parent / "models" / "default"
 
@@ -98,6 +100,25 @@ class ModelCard:
     def synthetic_only(self) -> bool:
         """Trained on phantoms and nothing else (no real training data recorded)."""
         return bool(self.training_data.get("synthetic")) and not self.training_data.get("sources")
+
+    @property
+    def real_training_series(self) -> int:
+        """Series from labels files (not phantoms) among the training series."""
+        train = self.training_data.get("train", {}).get("series", 0)
+        synthetic = self.training_data.get("synthetic", {})
+        # Phantoms were split between training and validation unless validation was given.
+        in_train = synthetic.get("series", 0) if self.training_data.get("validation_sources") else 0
+        if not self.training_data.get("sources"):
+            return 0
+        return max(0, int(train) - int(in_train)) if synthetic else int(train)
+
+    @property
+    def needs_site_validation(self) -> bool:
+        """Trained on phantoms, or on too few real series to be trusted at a new site
+        without checking it there first (the node says so until a site replaces it)."""
+        if not self.training_data.get("synthetic") and not self.training_data.get("sources"):
+            return False  # nothing recorded: no claim either way
+        return self.synthetic_only or self.real_training_series < SITE_VALIDATED_SERIES
 
     def to_dict(self) -> dict[str, Any]:
         return {

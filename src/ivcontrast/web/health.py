@@ -105,12 +105,13 @@ def check_workers(workers: list[dict[str, Any]], stale_seconds: float) -> Check:
 
 
 def model_notice(settings: Settings) -> str | None:
-    """The sentence every dashboard page shows while the model has never seen real CT."""
+    """The sentence every dashboard page shows while the model needs validating at the site
+    (phantoms only, or few real series)."""
     try:
         card = load_package(resolve_package_path(settings.classifier.model), verify=False).card
     except PackageError:
         return None  # the health strip says what is wrong
-    if not card.synthetic_only:
+    if not card.needs_site_validation:
         return None
     return f"Model {card.name} {card.version}: {card.intended_use}"
 
@@ -131,6 +132,7 @@ def check_model(settings: Settings, workers: list[dict[str, Any]] | None) -> Che
         "threshold": card.threshold,
         "regions": list(card.regions),
         "synthetic_only": card.synthetic_only,
+        "needs_site_validation": card.needs_site_validation,
         "intended_use": card.intended_use,
     }
     loaders = [w["id"] for w in workers or [] if CLASSIFY_KIND in w["kinds"]]
