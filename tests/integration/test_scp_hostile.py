@@ -221,6 +221,7 @@ def test_the_association_limit_counts_associations_not_connections(
             raw.associate_rq(contexts=[(1, raw.VERIFICATION, [raw.IMPLICIT_VR_LE])] * 2),
             ("abort", INVALID_PARAMETER),
         ),
+        (raw.associate_rq(contexts=[(1, raw.VERIFICATION, [])]), ("abort", INVALID_PARAMETER)),
     ],
     ids=[
         "no-app-context",
@@ -230,6 +231,7 @@ def test_the_association_limit_counts_associations_not_connections(
         "even-id",
         "id-0",
         "duplicate-id",
+        "no-transfer-syntax",
     ],
 )
 def test_bad_association_requests_get_the_standard_answer(
@@ -266,6 +268,10 @@ UNKNOWN_COMMAND = raw.command_set(
             (0x02, 0x00),
         ),
         ([(1, 0x03, ECHO[:20])], (0x02, 0x00)),  # a truncated command set
+        (  # a C-STORE for another SOP Class than its context's (served on the DUL thread)
+            [(3, 0x03, raw.c_store_rq("1.2.3", sop_class="1.2.3.4")), (3, 0x02, b"\0" * 8)],
+            (0x02, 0x00),
+        ),
         ([(1, 0x01, ECHO[:30]), (3, 0x03, ECHO[30:])], INVALID_PARAMETER),  # context switch
     ],
     ids=[
@@ -278,6 +284,7 @@ UNKNOWN_COMMAND = raw.command_set(
         "store-without-instance-uid",
         "store-on-verification",
         "truncated-command",
+        "store-for-another-class",
         "context-switch",
     ],
 )
@@ -305,3 +312,15 @@ def test_spool_untouched_by_protocol_errors(listener: InProcessListener, tmp_pat
         assert peer.read(timeout=3).abort == (0x02, 0x00)
     assert list(listener.spool.rglob("*.dcm")) == []
     assert listener.incoming() == []
+
+
+def test_a_store_whose_instance_uid_is_not_ascii_gets_a_status(listener: InProcessListener) -> None:
+    """The response cannot echo such a UID; it leaves it out instead of never answering."""
+    command = raw.c_store_rq("1.2.\u00e9")
+    with established(listener.port) as peer:
+        peer.send(
+            raw.p_data([(3, 0x03, command), (3, 0x02, b"\x08\x00\x16\x00\x02\x00\x00\x00AB")])
+        )
+        status = peer.read(timeout=3).dimse_status()
+        assert status is not None and status != 0x0000
+        assert peer.release().kind == raw.RELEASE_RP

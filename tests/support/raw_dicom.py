@@ -30,7 +30,7 @@ SILENT = "silent"
 
 
 def uid_bytes(value: str) -> bytes:
-    return value.encode("ascii")
+    return value.encode("latin-1")
 
 
 def item(item_type: int, payload: bytes) -> bytes:
@@ -64,7 +64,7 @@ def associate_rq(
 ) -> bytes:
     """An A-ASSOCIATE-RQ PDU; ``application_context=None`` leaves the item out."""
     body = struct.pack(">HH", protocol_version, 0)
-    body += called.encode("ascii").ljust(16)[:16] + calling.encode("ascii").ljust(16)[:16]
+    body += called.encode("latin-1").ljust(16)[:16] + calling.encode("latin-1").ljust(16)[:16]
     body += bytes(32)
     if application_context is not None:
         body += item(0x10, uid_bytes(application_context))
@@ -94,7 +94,7 @@ def element(tag: int, value: int | str | bytes) -> bytes:
     if isinstance(value, int):
         raw = struct.pack("<H", value)
     else:
-        raw = value.encode("ascii") if isinstance(value, str) else value
+        raw = value.encode("latin-1") if isinstance(value, str) else value
         if len(raw) % 2:
             raw += b"\0"
     return struct.pack("<HHL", 0x0000, tag, len(raw)) + raw

@@ -76,10 +76,7 @@ class ScpChild:
     def stray_files(self) -> list[Path]:
         """Files the listener wrote outside its spool's finished instances and its store."""
         stray = [p for p in self.tmp.rglob("*") if p.is_file()]
-        incoming = self.spool / ".incoming"
-        for path in self.spool.rglob("*"):
-            if path.is_file() and (incoming in path.parents or path.suffix != ".dcm"):
-                stray.append(path)
+        stray += [p for p in (self.spool / ".incoming").rglob("*") if p.is_file()]
         known = {self.spool, self.tmp}
         for path in self.data_dir.iterdir():
             if path in known or path.name.startswith(("ivcontrast.db", "scp-")):

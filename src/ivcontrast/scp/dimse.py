@@ -46,6 +46,8 @@ def encode_c_store_rsp(rsp: C_STORE) -> bytes:
     """The command set of a C-STORE-RSP, implicit VR little endian (PS3.7 9.3.1.2)."""
 
     def ui(element: int, value: str) -> bytes:
+        if not value.isascii():
+            return b""  # not a UID: left out (it is optional in the response, PS3.7 9.3.1.2)
         raw = value.encode("ascii")
         if len(raw) % 2:
             raw += b"\0"

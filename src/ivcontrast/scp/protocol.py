@@ -63,7 +63,8 @@ def pdu_limit(pdu_type: int, state: str, max_pdu: int) -> int:
 def rq_pdu_problem(pdu: Any) -> str | None:
     """Why a decoded A-ASSOCIATE-RQ PDU is invalid (PS3.8 9.3.2), or None.
 
-    Presentation context IDs shall be odd integers from 1 to 255, each used once.
+    Presentation context IDs shall be odd integers from 1 to 255, each used once; each
+    context has one abstract syntax and at least one transfer syntax (PS3.8 9.3.2.2).
     """
     seen: set[int] = set()
     for item in pdu.presentation_context:
@@ -73,6 +74,18 @@ def rq_pdu_problem(pdu: Any) -> str | None:
         if cid in seen:
             return f"presentation context ID {cid} is proposed twice"
         seen.add(cid)
+        if not item.abstract_syntax or not item.transfer_syntax:
+            return f"presentation context {cid} lacks its abstract or transfer syntax"
+    return None
+
+
+def rq_contexts_problem(primitive: Any) -> str | None:
+    """Why the presentation contexts of an A-ASSOCIATE-RQ cannot be negotiated, or None:
+    each needs an abstract syntax and a transfer syntax that decode as UIDs."""
+    for context in primitive.presentation_context_definition_list:
+        if not context.abstract_syntax or not context.transfer_syntax:
+            cid = context.context_id
+            return f"presentation context {cid} has no usable abstract or transfer syntax"
     return None
 
 
@@ -130,7 +143,8 @@ class PdvOrder:
 def message_problem(request: Any, abstract_syntax: str) -> str | None:
     """Why a complete DIMSE message gets an A-ABORT, IGNORE, or None to serve it.
 
-    We serve C-ECHO on the Verification context and C-STORE on storage contexts.
+    We serve C-ECHO on the Verification context and C-STORE on storage contexts, each
+    for the SOP Class of its context (PS3.7 9.1.1.1, 9.1.5.1).
     """
     from pynetdicom.dimse_primitives import C_CANCEL, C_ECHO, C_STORE
 
@@ -146,4 +160,7 @@ def message_problem(request: Any, abstract_syntax: str) -> str | None:
         return f"a {name} request without {', '.join(missing)}"
     if isinstance(request, C_ECHO) != (abstract_syntax == VERIFICATION):
         return f"{name} on a presentation context for {abstract_syntax}"
+    affected = str(request.AffectedSOPClassUID).strip("\0 ")
+    if affected != abstract_syntax:
+        return f"{name} for SOP Class {affected[:64]!r} on a context for {abstract_syntax}"
     return None

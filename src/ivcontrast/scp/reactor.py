@@ -232,7 +232,7 @@ class FastDUL(DULServiceProvider):
                 # would end the state machine without a word to the peer.
                 problem = protocol.rq_pdu_problem(pdu)
                 if problem is None:
-                    pdu.to_primitive()
+                    problem = protocol.rq_contexts_problem(pdu.to_primitive())
         except Exception as exc:
             problem = f"undecodable PDU of type 0x{header[0]:02X}: {exc}"
         if problem is not None:
@@ -373,6 +373,15 @@ class FastAssociation(Association):
         self._slot = False
         self._slot_lock = threading.Lock()
 
+    def abort(self, block: bool = True) -> None:
+        if threading.current_thread() is self.dul:
+            # pynetdicom aborts from inside a service, which runs on the DUL thread when
+            # a C-STORE is served inline: a blocking abort there would wait for itself.
+            self._sent_abort = True
+            self.dul.refuse(protocol.REASON_NOT_SPECIFIED, "aborted while serving a request")
+            return
+        super().abort(block)
+
     def kill(self) -> None:
         self._release_slot()  # the association is over, even if its connection lingers
         self._wake.set()
@@ -438,7 +447,13 @@ class FastAssociation(Association):
         if not self._slot:
             self._reject(protocol.REJECT_LOCAL_LIMIT)
             return
-        self.acse.negotiate_association()
+        try:
+            self.acse.negotiate_association()
+        except Exception:
+            # A request our checks let through and pynetdicom cannot negotiate: an
+            # A-ABORT, not a dead thread and a silent close.
+            log.exception("cannot negotiate the association; aborting it")
+            self.abort()
 
     def _reject(self, rejection: tuple[int, int, int]) -> None:
         log.info("rejecting association: result %d, source %d, reason %d", *rejection)
