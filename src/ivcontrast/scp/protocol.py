@@ -3,9 +3,11 @@
 Pure functions over what a peer sent; ``reactor`` calls them and answers:
 
 - a PDU whose length exceeds what we negotiated (``pdu_limit``), an A-ASSOCIATE-RQ that
-  is malformed (``rq_pdu_problem``), a P-DATA fragment on a context we did not accept or
-  with reserved control bits set (``pdv_problem``): A-ABORT, source service-provider,
-  reason invalid-PDU-parameter value (PS3.8 9.3.8), before anything is allocated for it;
+  is malformed (``rq_pdu_problem``, ``rq_contexts_problem``), a P-DATA fragment on a
+  context we did not accept, with reserved control bits set, or out of its message's
+  order (``PdvOrder``): A-ABORT, source service-provider,
+  reason invalid-PDU-parameter value (PS3.8 9.3.8), before anything is allocated for it
+  (a PDU of an unknown type: reason unrecognized-PDU);
 - a well-formed A-ASSOCIATE-RQ we cannot serve (``rq_rejection``): A-ASSOCIATE-RJ with
   the result, source and reason of PS3.8 9.3.4;
 - a complete DIMSE message that is no request we serve (``message_problem``): A-ABORT,
@@ -26,7 +28,7 @@ PDU_TYPES = frozenset(range(0x01, 0x08))
 # A-ABORT (PS3.8 9.3.8): source and reasons
 SERVICE_PROVIDER = 0x02
 REASON_NOT_SPECIFIED = 0x00
-UNEXPECTED_PDU = 0x02
+UNRECOGNIZED_PDU = 0x01
 INVALID_PARAMETER = 0x06  # invalid-PDU-parameter value
 
 # A-ASSOCIATE-RJ (PS3.8 9.3.4): (result, source, reason)

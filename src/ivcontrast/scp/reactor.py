@@ -192,7 +192,7 @@ class FastDUL(DULServiceProvider):
                 raise ConnectionError("connection closed in a PDU header")
             pdu_type, _, length = struct.unpack(">BBL", header)
             if pdu_type not in protocol.PDU_TYPES:
-                self.refuse(0x01, f"unrecognised PDU type 0x{pdu_type:02X}")
+                self.refuse(protocol.UNRECOGNIZED_PDU, f"unknown PDU type 0x{pdu_type:02X}")
                 return
             max_pdu = self.assoc.acceptor.maximum_length or 0
             limit = protocol.pdu_limit(pdu_type, state, max_pdu)
