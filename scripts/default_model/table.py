@@ -5,7 +5,8 @@
 Reads ``runs/wo_<patient>/heldout.json`` (each fold's model on its held-out patient) and
 ``runs/all/real.json`` (the shipped model on the ten, which it was trained on), prints the
 Markdown table and the counts, and with ``--card`` records both under
-``metrics.real_ct_lopo`` and ``metrics.real_ct_seen`` of a package's card.json.
+``metrics.real_ct_lopo`` and ``metrics.real_ct_seen`` of a package's card.json, and sets its
+``regions`` to those the model is meant for.
 """
 
 from __future__ import annotations
@@ -120,11 +121,18 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("work", type=Path)
     parser.add_argument("--card", type=Path)
+    parser.add_argument(
+        "--regions",
+        default="chest,headneck",
+        help="the regions the model is meant for, recorded in the card (the training data "
+        "also held a few abdomen and head-only series)",
+    )
     args = parser.parse_args()
     rows, summary = load(args.work)
     print(markdown(rows, summary))
     if args.card:
         card = json.loads(args.card.read_text())
+        card["regions"] = args.regions.split(",")
         card["metrics"]["real_ct_lopo"] = {
             "method": "one model per held-out patient (9 patients, 10 series), fine-tuned without "
             "that patient; its own validation threshold; the physics opinion and review as served",
