@@ -176,6 +176,7 @@ def latency_runs(
                     "load": result.load_seconds or 0.0,
                     "preprocess": result.preprocess_seconds or 0.0,
                     "inference": result.inference_seconds or 0.0,
+                    "physics": result.physics_seconds or 0.0,
                     "slices": float(result.slices_used),
                 }
             )
@@ -227,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads; 0 = all")
     parser.add_argument("--anchor-slices", type=int, default=48)
     parser.add_argument("--no-anchor", action="store_true")
+    parser.add_argument(
+        "--no-physics", action="store_true", help="without the blood-pool opinion (its cost)"
+    )
     parser.add_argument("--workdir", type=Path, help="keep data and packages here (reused)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -267,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
             "classifier.model": str(model),
             "classifier.device": "cpu",
             "classifier.threads": args.threads,
+            "classifier.physics": not args.no_physics,
         }
         settings = load_settings(env={}, overrides=overrides)
         db = Database(settings.db_url)
@@ -278,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
         median = statistics.median(r["latency"] for r in warm)
         each = ", ".join(f"{r['latency']:.2f}" for r in warm)
         split = {
-            k: statistics.median(r[k] for r in warm) for k in ("load", "preprocess", "inference")
+            k: statistics.median(r[k] for r in warm)
+            for k in ("load", "preprocess", "inference", "physics")
         }
         print(
             f"series complete -> result row, {args.slices} slices {args.matrix}x{args.matrix}: "
@@ -289,7 +295,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(
             f"  of which read+decode {split['load']:.2f} s, preprocess {split['preprocess']:.2f} s, "
-            f"network {split['inference']:.2f} s ({int(warm[0]['slices'])} slices); "
+            f"network {split['inference']:.2f} s ({int(warm[0]['slices'])} slices), "
+            f"blood-pool opinion {split['physics']:.2f} s; "
             f"the rest is the store and the queue"
         )
         print(f"after latency runs: {load()}")
