@@ -222,9 +222,10 @@ def test_series_from_storescu_are_classified_skipped_or_failed(run: Run, data: D
     for name in CT:
         row = rows[uid[name]]
         assert row["version"] == 1 and row["series_state"] == "classified"
-        assert row["label"] == (
-            "contrast" if row["probability"] >= row["threshold"] else "no_contrast"
-        )
+        network = "contrast" if row["probability"] >= row["threshold"] else "no_contrast"
+        assert row["network_label"] == network
+        # review: the blood pool or the review band asks a person (low-matrix phantoms here)
+        assert row["label"] in (network, "review")
         assert (row["model_name"], row["model_version"]) == (
             package.card.name,
             package.card.version,

@@ -358,8 +358,14 @@ def test_every_page_says_so_while_the_model_was_trained_on_phantoms_only(
             assert "Model ivcontrast-effnet-b0 1.0.0: Trained on synthetic CT phantoms only" in page
         model = client.get("/health").json()["checks"]["model"]["data"]
     assert model["synthetic_only"] is True and "validate" in model["intended_use"]
-    # Fine-tuned on a site's own CT (its sources recorded): the notice goes.
+    # Fine-tuned on a few real series (sources recorded): the notice stays.
     card["training_data"]["sources"] = [{"path": "labels.csv", "sha256": "0" * 64}]
+    card["training_data"]["train"] = {"series": 11}
+    (phantoms / "card.json").write_text(json.dumps(card))
+    with TestClient(create_app(settings, node.db)) as client:
+        assert 'class="notice"' in client.get("/").text
+    # Fine-tuned on a site's own CT, hundreds of series: the notice goes.
+    card["training_data"]["train"] = {"series": 900}
     (phantoms / "card.json").write_text(json.dumps(card))
     with TestClient(create_app(settings, node.db)) as client:
         assert 'class="notice"' not in client.get("/").text
