@@ -133,6 +133,18 @@ def main() -> int:
     if args.card:
         card = json.loads(args.card.read_text())
         card["regions"] = args.regions.split(",")
+        # Which real series the shipped model saw, by name (the labels CSV it names holds
+        # machine paths only).
+        with (args.work / "train_all.csv").open() as fh:
+            card["training_data"]["real_series"] = [
+                {
+                    "series": "/".join(Path(row["path"]).parts[-3:]).split("shared/")[-1],
+                    "label": row["label"],
+                    "patient": row["patient_id"],
+                    "weight": float(row.get("weight") or 1),
+                }
+                for row in csv.DictReader(fh)
+            ]
         card["metrics"]["real_ct_lopo"] = {
             "method": "one model per held-out patient (9 patients, 10 series), fine-tuned without "
             "that patient; its own validation threshold; the physics opinion and review as served",

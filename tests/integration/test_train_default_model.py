@@ -45,6 +45,9 @@ def test_the_card_says_what_the_model_is() -> None:
     # which (every one of the ten, and one training-only head CT).
     seen = card.metrics["real_ct_seen"]["series"]
     assert len(seen) == 10
+    trained_on = {r["series"] for r in data["real_series"]}
+    assert {f"realct/{r['series']}" for r in seen} < trained_on and len(trained_on) == 11
+    assert card.real_training_series == 11 and card.needs_site_validation
     test = card.metrics["test"]
     assert test["scan"]["ci95"]["auc"][0] <= test["scan"]["auc"] <= test["scan"]["ci95"]["auc"][1]
     assert test["data"]["series"] >= 100
