@@ -214,9 +214,7 @@ def test_ct_uploaded_to_orthanc_is_forwarded_classified_and_corrected(
     hospital: tuple[Pacs, NodeProcess, Database], tmp_path: Path
 ) -> None:
     pacs, node, db = hospital
-    # 256 px, as real CT at the least: at 128 px (3-4 mm pixels) the blood-pool opinion
-    # blurs bone into the vessels it measures and can send a plain series to review.
-    shape = ["--matrix", "256", "--slices", "48", "--region", "chest", "--tag", "missing"]
+    shape = ["--matrix", "128", "--slices", "48", "--region", "chest", "--tag", "missing"]
     contrast = synth(tmp_path / "c", *shape, "--phase", "portal_venous", "--seed", "11")
     plain = synth(tmp_path / "n", *shape, "--phase", "none", "--seed", "12")
     mr = as_mr(plain[:3], tmp_path / "mr")

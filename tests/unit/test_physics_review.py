@@ -86,6 +86,14 @@ def test_no_body_gives_not_found_with_a_reason() -> None:
     assert assess_volume(np.zeros((0, 4, 4)), (1.0, 1.0), [], [], PARAMS).reason
 
 
+def test_coarse_pixels_are_not_measured() -> None:
+    hu = np.full((6, 64, 64), 40, np.int16)
+    coarse = Volume.axial(hu, (3.5, 3.5), np.arange(6) * 5.0)
+    result = assess(coarse, PARAMS)
+    assert not result.found and result.hu is None
+    assert "3.5 mm are too coarse" in result.reason
+
+
 def test_remembering_source_decodes_each_slice_once() -> None:
     calls: list[list[int]] = []
     volume = Volume.axial(np.zeros((5, 8, 8), np.int16), (1.0, 1.0), np.arange(5) * 2.0)

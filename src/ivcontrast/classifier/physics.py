@@ -17,7 +17,8 @@ Where blood is found, by body region (each sampled slice is assigned one):
 Limits, measured: on fresh phantoms it found a blood pool in 29 of 36 series and read 20 of
 those right (small neck vessels are missed, and then a muscle or gland tube reads
 unenhanced), hence the rule that only a trunk vessel may rule contrast out; on coarse images
-(128 px, 3-4 mm pixels) bone blurs into what it measures (a plain chest phantom read 176 HU).
+(128 px, 3-4 mm pixels) bone blurs into what it measures (a plain chest phantom read 176 HU),
+so pixels coarser than ``max_pixel_mm`` (3 mm) are not measured.
 Its rules were set by looking at the ten real series of ``shared/realct``.
 
 The HU of a structure is a median over its core with calcium (> ``calcium_hu``) removed, so a
@@ -53,6 +54,11 @@ class PhysicsParams:
     min_radius_mm: float = 5.0  # the aorta (its homogeneous core); neck vessels less
     min_neck_radius_mm: float = 3.5
     max_radius_mm: float = 22.0
+    # Only a vessel at least this wide rules contrast out (a trunk vessel: aorta, heart).
+    rule_out_radius_mm: float = 7.0
+    # Coarser pixels put fewer than ~3 across a 5 mm vessel core: bone and vessel blur into
+    # one (a plain 128 px chest phantom at 3.5 mm read 176 HU), so nothing is measured.
+    max_pixel_mm: float = 3.0
 
 
 MIN_DEPTH_MM = {"trunk": 40.0, "neck": 12.0}
@@ -386,6 +392,13 @@ def assess_volume(
     params = params or PhysicsParams()
     if hu.ndim != 3 or hu.shape[0] == 0:
         return BloodPool.not_found("no slices to measure", params)
+    coarsest = max(pixel_spacing)
+    if coarsest > params.max_pixel_mm:
+        return BloodPool.not_found(
+            f"pixels of {coarsest:.1f} mm are too coarse to tell a vessel from bone "
+            f"(at most {params.max_pixel_mm:g} mm)",
+            params,
+        )
     z = np.asarray(z_mm, dtype=float)
     g = params.grid_mm
     scale = (pixel_spacing[0] / g, pixel_spacing[1] / g)
@@ -418,14 +431,13 @@ def assess_volume(
             f"running >= {params.min_tube_mm:.0f} mm along z and no dural sinus",
             params,
         )
-    structure, members = best
-    trunk = members[0].region in ("chest", "abdomen")
+    region, members = best
     hu_value = float(np.median([m.hu for m in members]))
     middle = members[len(members) // 2]
     return BloodPool(
         found=True,
         contrast=hu_value >= params.threshold_hu,
-        structure=structure,
+        structure=_STRUCTURES[region],
         hu=hu_value,
         slice_index=int(indices[middle.slice_pos]),
         z_mm=float(z[middle.slice_pos]),
@@ -439,7 +451,8 @@ def assess_volume(
             if len(members) > 1
             else "one sampled slice"
         ),
-        rules_out=trunk and float(np.median([m.radius_mm for m in members])) >= 7.0,
+        rules_out=region in ("chest", "abdomen")
+        and float(np.median([m.radius_mm for m in members])) >= params.rule_out_radius_mm,
     )
 
 
@@ -452,17 +465,16 @@ _STRUCTURES = {
 
 
 def _best(tubes: list[_Tube], sinuses: list[_Candidate]) -> tuple[str, list[_Candidate]] | None:
-    """The tube with the highest median HU (a vessel out-reads the muscle and organ tubes
+    """(region, members): the tube with the highest median HU (a vessel out-reads the muscle and organ tubes
     beside it when enhanced, and unenhanced they all read like blood), else the sinuses."""
     if tubes:
         tube = max(
             tubes, key=lambda t: (float(np.median([m.hu for m in t.members])), len(t.members))
         )
         regions = [m.region for m in tube.members]
-        region = max(set(regions), key=regions.count)
-        return _STRUCTURES[region], tube.members
+        return max(set(regions), key=regions.count), tube.members
     if sinuses:
-        return _STRUCTURES["head"], sinuses
+        return "head", sinuses
     return None
 
 

@@ -162,7 +162,7 @@ class SeriesCall:
     ) -> SeriesCall:
         timings = prediction.timings
         tagged, contrast_agent, pool = prepared.tagged, prepared.contrast_agent, prepared.physics
-        found = pool is not None and pool.found
+        found = pool if pool is not None and pool.found else None  # a measured blood pool
         return cls(
             label=decision.label,
             network_label=decision.network_label,
@@ -178,9 +178,9 @@ class SeriesCall:
             ],
             tag=contrast_agent if tagged else None,
             tag_status=tag_status(contrast_agent, prediction.contrast) if tagged else None,
-            physics_label=Label.of(bool(pool.contrast)) if pool is not None and found else None,
-            physics_hu=pool.hu if pool is not None and found else None,
-            physics_structure=pool.structure if pool is not None and found else None,
+            physics_label=None if found is None else Label.of(bool(found.contrast)),
+            physics_hu=None if found is None else found.hu,
+            physics_structure=None if found is None else found.structure,
             physics=pool.to_dict() if pool is not None else None,
             model_name=prediction.model_name,
             model_version=prediction.model_version,
