@@ -68,13 +68,25 @@ def results_select(columns: Sequence[Any], query: ResultQuery) -> Select[Any]:
         (Series.series_uid, query.series_uid),
         (Study.accession_number, query.accession),
     ]
+    return filtered(stmt, equal, Result.created_at, query.since, query.until)
+
+
+def filtered(
+    stmt: Select[Any],
+    equal: Sequence[tuple[Any, Any]],
+    when: Any,
+    since: datetime | None,
+    until: datetime | None,
+) -> Select[Any]:
+    """``stmt`` where each (column, value) with a value matches, and ``when`` lies in
+    [since, until): the filters the results and the series lists share."""
     for column, value in equal:
         if value is not None:
             stmt = stmt.where(column == value)
-    if query.since is not None:
-        stmt = stmt.where(Result.created_at >= query.since)
-    if query.until is not None:
-        stmt = stmt.where(Result.created_at < query.until)
+    if since is not None:
+        stmt = stmt.where(when >= since)
+    if until is not None:
+        stmt = stmt.where(when < until)
     return stmt
 
 

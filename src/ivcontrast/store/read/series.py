@@ -18,7 +18,7 @@ from sqlalchemy import Select, and_, func, select
 from sqlalchemy.orm import Session, aliased
 
 from ivcontrast.store.models import Association, Instance, Job, Result, Series, Study, Writeback
-from ivcontrast.store.read.results import newest_versions
+from ivcontrast.store.read.results import filtered, newest_versions
 
 
 @dataclass(frozen=True)
@@ -82,14 +82,7 @@ def _series_select(columns: Sequence[Any], latest: Any, filt: SeriesFilter) -> S
         (Study.accession_number, filt.accession),
         (Series.modality, filt.modality),
     ]
-    for column, value in equal:
-        if value is not None:
-            query = query.where(column == value)
-    if filt.since is not None:
-        query = query.where(Series.last_received_at >= filt.since)
-    if filt.until is not None:
-        query = query.where(Series.last_received_at < filt.until)
-    return query
+    return filtered(query, equal, Series.last_received_at, filt.since, filt.until)
 
 
 def series_page(
