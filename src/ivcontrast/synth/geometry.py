@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -200,6 +201,26 @@ class Shape:
         raise NotImplementedError
 
 
+ShapeT = TypeVar("ShapeT", bound="Shape")
+
+
+def from_knots(
+    cls: type[ShapeT], label: int, tissue: str, knots: Array, wobble: float = 0.0
+) -> ShapeT:
+    """A shape whose parameters are interpolated between ``knots``: rows of (z, params...),
+    sorted here by z; the shape spans the first to the last knot's z."""
+    k = knots[np.argsort(knots[:, 0])]
+    return cls(
+        label,  # type: ignore[call-arg]
+        tissue,
+        float(k[0, 0]),
+        float(k[-1, 0]),
+        wobble=wobble,
+        zk=k[:, 0],
+        params=k[:, 1:],
+    )
+
+
 @dataclass
 class Ellipse(Shape):
     """An elliptic cross-section whose centre, axes and angle vary with z (knots)."""
@@ -220,17 +241,7 @@ class Ellipse(Shape):
         k = np.asarray(knots, dtype=float)
         if k.shape[1] == 5:
             k = np.column_stack([k, np.full(k.shape[0], angle)])
-        order = np.argsort(k[:, 0])
-        k = k[order]
-        return cls(
-            label,
-            tissue,
-            float(k[0, 0]),
-            float(k[-1, 0]),
-            wobble=wobble,
-            zk=k[:, 0],
-            params=k[:, 1:],
-        )
+        return from_knots(cls, label, tissue, k, wobble)
 
     def at(self, z: float) -> Array:
         return interp(z, self.zk, self.params)
@@ -259,17 +270,7 @@ class Capsule(Shape):
     def make(
         cls, label: int, tissue: str, knots: Sequence[Sequence[float]], wobble: float = 0.0
     ) -> Capsule:
-        k = np.asarray(knots, dtype=float)
-        k = k[np.argsort(k[:, 0])]
-        return cls(
-            label,
-            tissue,
-            float(k[0, 0]),
-            float(k[-1, 0]),
-            wobble=wobble,
-            zk=k[:, 0],
-            params=k[:, 1:],
-        )
+        return from_knots(cls, label, tissue, np.asarray(knots, dtype=float), wobble)
 
     def paint(self, canvas: Canvas, hu: Mapping[str, float]) -> None:
         x0, y0, x1, y1, r = interp(canvas.z, self.zk, self.params)

@@ -18,6 +18,7 @@ from ivcontrast.synth.geometry import (
     Canvas,
     Shape,
     ellipse_distance,
+    from_knots,
     interp,
 )
 
@@ -150,17 +151,7 @@ class Star(Shape):
         cls, label: int, tissue: str, knots: Sequence[Sequence[float]], wobble: float = 0.0
     ) -> Star:
         """``knots``: rows of (z, cx, cy, r_0, ..., r_{n-1}) in ascending z."""
-        k = np.asarray(knots, dtype=float)
-        k = k[np.argsort(k[:, 0])]
-        return cls(
-            label,
-            tissue,
-            float(k[0, 0]),
-            float(k[-1, 0]),
-            wobble=wobble,
-            zk=k[:, 0],
-            params=k[:, 1:],
-        )
+        return from_knots(cls, label, tissue, np.asarray(knots, dtype=float), wobble)
 
     def paint(self, canvas: Canvas, hu: Mapping[str, float]) -> None:
         prm = interp(canvas.z, self.zk, self.params)
