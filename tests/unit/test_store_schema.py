@@ -32,3 +32,25 @@ def test_upgrade_is_idempotent_and_enables_wal(tmp_path: Path) -> None:
     assert {"series", "instances", "jobs", "associations", "workers"} <= set(
         inspect(db.engine).get_table_names()
     )
+
+
+def _upgrade(url: str) -> None:
+    from ivcontrast.store.db import Database
+
+    Database(url).upgrade()
+
+
+def test_processes_that_start_at_once_migrate_one_after_the_other(tmp_path: Path) -> None:
+    # A listener, a worker and the web app started together (systemd, compose) each upgrade
+    # the schema; on SQLite the second used to fail with "database is locked".
+    import multiprocessing
+
+    spawn = multiprocessing.get_context("spawn")
+    for trial in range(3):
+        url = f"sqlite:///{tmp_path / f's{trial}.db'}"
+        processes = [spawn.Process(target=_upgrade, args=(url,)) for _ in range(3)]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join(60)
+        assert [p.exitcode for p in processes] == [0, 0, 0]

@@ -2,7 +2,7 @@
 
 ``ivcontrast db upgrade`` and every process that opens the store call this through
 ``ivcontrast.store.db.upgrade``. On PostgreSQL an advisory lock keeps several hosts
-that start at once from migrating together.
+that start at once from migrating together; on SQLite the write lock, taken at once, does.
 """
 
 from __future__ import annotations
@@ -22,6 +22,13 @@ if not engine:
     if url is None:
         raise ArgumentError("no engine passed in and no sqlalchemy.url configured")
     engine = create_engine(url)
+
+# On SQLite the migration takes the write lock when it begins (BEGIN IMMEDIATE, see
+# store.db): a listener, a worker and the web app starting at once then wait for each other
+# (busy_timeout) instead of the second one failing with "database is locked" when its read
+# of alembic_version turns into a write.
+if engine.dialect.name == "sqlite":
+    engine = engine.execution_options(write=True)
 
 with engine.connect() as connection:
     postgres = connection.dialect.name == "postgresql"
